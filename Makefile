@@ -1,0 +1,43 @@
+# The front door. Everything real happens in CMake and CTest; this file
+# only installs what a fresh Debian 12 machine lacks and picks the build
+# directories.
+#
+#   make run    build, then run redis-server, signalrd and nginx on
+#               http://127.0.0.1:$(PORT) in the foreground (Ctrl-C stops)
+#   make test   build with sanitizers and run every test through CTest
+
+PORT      ?= 8080
+REDIS_URL ?=
+JOBS      ?= $(shell nproc)
+
+BUILD_DIR      := build
+TEST_BUILD_DIR := build-test
+
+.PHONY: all deps build build-test run test fuzz clean
+
+all: build
+
+deps:
+	@packaging/dev/install-deps
+
+build: deps
+	@cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(BUILD_DIR) -j $(JOBS)
+
+build-test: deps
+	@cmake -S . -B $(TEST_BUILD_DIR) -DCMAKE_BUILD_TYPE=Debug \
+	    -DSIGNALR_WERROR=ON -DSIGNALR_SANITIZE=ON >/dev/null
+	@cmake --build $(TEST_BUILD_DIR) -j $(JOBS)
+
+run: build
+	@conf/dev/run-stack --build $(BUILD_DIR) --port $(PORT) \
+	    $(if $(REDIS_URL),--redis-url $(REDIS_URL))
+
+test: build-test
+	@cd $(TEST_BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
+
+fuzz: build-test
+	@cd $(TEST_BUILD_DIR) && ctest -L fuzz-long --output-on-failure
+
+clean:
+	rm -rf $(BUILD_DIR) $(TEST_BUILD_DIR)
