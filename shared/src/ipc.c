@@ -1,1 +1,849 @@
-/* placeholder */
+/*
+ * The worker-daemon frame format (docs/ipc.md) and its MessagePack
+ * bodies. Parsing never copies: frames point into the caller's buffer.
+ */
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <msgpack.h>
+
+#include <signalr/ipc.h>
+#include <signalr/websocket.h>
+
+#include "hub_codec_internal.h"
+#include "msgpack_json.h"
+
+
+#define SR_IPC_LENGTH_SIZE  4       /* the u32 before everything else */
+#define SR_IPC_MAX_IDS      0xffff
+
+
+typedef struct {
+    sr_buf_t  *out;
+    int        failed;
+} sr_ipc_sink_t;
+
+
+static uint32_t sr_ipc_get32(const unsigned char *p);
+static void sr_ipc_put32(unsigned char *p, uint32_t v);
+static int sr_ipc_id_valid(const char *id, size_t len);
+static int sr_ipc_sink_write(void *data, const char *buf, size_t len);
+static void sr_ipc_packer_init(msgpack_packer *pk, sr_ipc_sink_t *sink,
+    sr_buf_t *out);
+static int sr_ipc_packer_done(sr_ipc_sink_t *sink, size_t start,
+    sr_error_t *err);
+static void sr_ipc_pack_str(msgpack_packer *pk, const char *s);
+static int sr_ipc_unpack_map(const unsigned char *body, size_t len,
+    msgpack_unpacked *result, const char *what, sr_error_t *err);
+static int sr_ipc_key_is(const msgpack_object *key, const char *name);
+static int sr_ipc_get_str(const msgpack_object *o, int nullable,
+    char **out, const char *what, sr_error_t *err);
+static int sr_ipc_open_field(const msgpack_object_kv *kv,
+    sr_ipc_open_t *open, sr_error_t *err);
+
+
+static uint32_t
+sr_ipc_get32(const unsigned char *p)
+{
+    return (uint32_t) p[0] << 24 | (uint32_t) p[1] << 16
+           | (uint32_t) p[2] << 8 | p[3];
+}
+
+
+static void
+sr_ipc_put32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char) (v >> 24);
+    p[1] = (unsigned char) (v >> 16);
+    p[2] = (unsigned char) (v >> 8);
+    p[3] = (unsigned char) v;
+}
+
+
+/* Connection ids are printable ASCII: they end up in logs and keys. */
+
+static int
+sr_ipc_id_valid(const char *id, size_t len)
+{
+    size_t  i;
+
+    for (i = 0; i < len; i++) {
+        if ((unsigned char) id[i] < 0x21 || (unsigned char) id[i] > 0x7e) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+int
+sr_ipc_parse(const unsigned char *buf, size_t len, size_t max_frame,
+    sr_ipc_frame_t *frame, size_t *consumed, sr_error_t *err)
+{
+    uint32_t  length;
+    size_t    conn_len;
+
+    if (max_frame == 0) {
+        max_frame = SR_IPC_MAX_FRAME;
+    }
+
+    if (len < SR_IPC_LENGTH_SIZE) {
+        return SR_AGAIN;
+    }
+
+    length = sr_ipc_get32(buf);
+
+    if (length > max_frame) {
+        return sr_error_set(err, SR_ERR_TOO_LARGE,
+                            "ipc frame of %u bytes over the limit of %zu",
+                            length, max_frame);
+    }
+
+    if (length < SR_IPC_HEADER_SIZE - SR_IPC_LENGTH_SIZE) {
+        return sr_error_set(err, SR_ERR_PROTOCOL,
+                            "ipc frame length %u shorter than its header",
+                            length);
+    }
+
+    if (len < SR_IPC_HEADER_SIZE) {
+        return SR_AGAIN;
+    }
+
+    /* checked before the rest arrives: a lying header fails at once */
+    conn_len = (size_t) buf[6] << 8 | buf[7];
+
+    if (conn_len > SR_IPC_MAX_CONN_ID
+        || conn_len > length - (SR_IPC_HEADER_SIZE - SR_IPC_LENGTH_SIZE))
+    {
+        return sr_error_set(err, SR_ERR_PROTOCOL,
+                            "ipc connection id length %zu does not fit",
+                            conn_len);
+    }
+
+    if (len - SR_IPC_LENGTH_SIZE < length) {
+        return SR_AGAIN;
+    }
+
+    if (!sr_ipc_id_valid((const char *) buf + SR_IPC_HEADER_SIZE, conn_len)) {
+        return sr_error_set(err, SR_ERR_PROTOCOL,
+                            "ipc connection id is not printable ascii");
+    }
+
+    frame->type = buf[4];
+    frame->flags = buf[5];
+    frame->conn_id = (const char *) buf + SR_IPC_HEADER_SIZE;
+    frame->conn_id_len = conn_len;
+    frame->body = buf + SR_IPC_HEADER_SIZE + conn_len;
+    frame->body_len = length - (SR_IPC_HEADER_SIZE - SR_IPC_LENGTH_SIZE)
+                      - conn_len;
+
+    *consumed = SR_IPC_LENGTH_SIZE + (size_t) length;
+
+    return SR_OK;
+}
+
+
+int
+sr_ipc_begin(sr_buf_t *out, sr_ipc_type_t type, const char *conn_id,
+    size_t conn_id_len, size_t *offset, sr_error_t *err)
+{
+    unsigned char  *h;
+
+    if (conn_id_len > SR_IPC_MAX_CONN_ID
+        || (conn_id_len > 0 && !sr_ipc_id_valid(conn_id, conn_id_len)))
+    {
+        return sr_error_set(err, SR_ERR_INVALID,
+                            "ipc connection id over %d bytes or not "
+                            "printable ascii", SR_IPC_MAX_CONN_ID);
+    }
+
+    if (sr_buf_reserve(out, SR_IPC_HEADER_SIZE + conn_id_len) != SR_OK) {
+        return sr_error_set(err, SR_ERR_NOMEM, "out of memory for a frame");
+    }
+
+    *offset = out->len;
+
+    h = out->data + out->len;
+    sr_ipc_put32(h, 0);
+    h[4] = (unsigned char) type;
+    h[5] = 0;
+    h[6] = (unsigned char) (conn_id_len >> 8);
+    h[7] = (unsigned char) conn_id_len;
+
+    if (conn_id_len > 0) {
+        memcpy(h + SR_IPC_HEADER_SIZE, conn_id, conn_id_len);
+    }
+
+    out->len += SR_IPC_HEADER_SIZE + conn_id_len;
+
+    return SR_OK;
+}
+
+
+/*
+ * A frame over SR_IPC_MAX_FRAME is refused here rather than on the
+ * peer, where it would end the link and every connection on it; the
+ * unfinished frame is then taken back off out.
+ */
+
+int
+sr_ipc_end(sr_buf_t *out, size_t offset, sr_error_t *err)
+{
+    size_t  length;
+
+    if (offset > out->len || out->len - offset < SR_IPC_HEADER_SIZE) {
+        return sr_error_set(err, SR_ERR_INVALID,
+                            "ipc frame offset outside the buffer");
+    }
+
+    length = out->len - offset - SR_IPC_LENGTH_SIZE;
+
+    if (length > SR_IPC_MAX_FRAME) {
+        out->len = offset;
+        return sr_error_set(err, SR_ERR_TOO_LARGE,
+                            "ipc frame of %zu bytes over the limit of %u",
+                            length, SR_IPC_MAX_FRAME);
+    }
+
+    sr_ipc_put32(out->data + offset, (uint32_t) length);
+
+    return SR_OK;
+}
+
+
+int
+sr_ipc_write(sr_buf_t *out, sr_ipc_type_t type, const char *conn_id,
+    size_t conn_id_len, const void *body, size_t body_len,
+    sr_error_t *err)
+{
+    size_t  offset;
+    int     rc;
+
+    if (body_len > SR_IPC_MAX_FRAME) {
+        return sr_error_set(err, SR_ERR_TOO_LARGE,
+                            "ipc body of %zu bytes over the limit of %u",
+                            body_len, SR_IPC_MAX_FRAME);
+    }
+
+    rc = sr_ipc_begin(out, type, conn_id, conn_id_len, &offset, err);
+    if (rc != SR_OK) {
+        return rc;
+    }
+
+    if (sr_buf_append(out, body, body_len) != SR_OK) {
+        out->len = offset;
+        return sr_error_set(err, SR_ERR_NOMEM, "out of memory for a frame");
+    }
+
+    return sr_ipc_end(out, offset, err);
+}
+
+
+/* Packing straight into an sr_buf_t; a failed append is remembered. */
+
+static int
+sr_ipc_sink_write(void *data, const char *buf, size_t len)
+{
+    sr_ipc_sink_t  *sink;
+
+    sink = data;
+
+    if (sink->failed || sr_buf_append(sink->out, buf, len) != SR_OK) {
+        sink->failed = 1;
+        return -1;
+    }
+
+    return 0;
+}
+
+
+static void
+sr_ipc_packer_init(msgpack_packer *pk, sr_ipc_sink_t *sink, sr_buf_t *out)
+{
+    sink->out = out;
+    sink->failed = 0;
+
+    msgpack_packer_init(pk, sink, sr_ipc_sink_write);
+}
+
+
+static int
+sr_ipc_packer_done(sr_ipc_sink_t *sink, size_t start, sr_error_t *err)
+{
+    if (sink->failed) {
+        sink->out->len = start;
+        return sr_error_set(err, SR_ERR_NOMEM, "out of memory for a body");
+    }
+
+    return SR_OK;
+}
+
+
+static void
+sr_ipc_pack_str(msgpack_packer *pk, const char *s)
+{
+    if (s == NULL) {
+        msgpack_pack_nil(pk);
+        return;
+    }
+
+    msgpack_pack_str_with_body(pk, s, strlen(s));
+}
+
+
+static int
+sr_ipc_unpack_map(const unsigned char *body, size_t len,
+    msgpack_unpacked *result, const char *what, sr_error_t *err)
+{
+    size_t  off;
+    int     rc;
+
+    msgpack_unpacked_init(result);
+
+    /* bounds msgpack-c's allocations by the body size (see the scan) */
+    rc = sr_msgpack_scan(body, len, &off, err);
+    if (rc != SR_OK) {
+        return rc;
+    }
+
+    if (off != len) {
+        return sr_error_set(err, SR_ERR_PROTOCOL,
+                            "%s body has bytes after its map", what);
+    }
+
+    off = 0;
+    rc = msgpack_unpack_next(result, (const char *) body, len, &off);
+
+    if (rc == MSGPACK_UNPACK_NOMEM_ERROR) {
+        return sr_error_set(err, SR_ERR_NOMEM, "out of memory for a body");
+    }
+
+    if (rc != MSGPACK_UNPACK_SUCCESS || off != len) {
+        return sr_error_set(err, SR_ERR_PROTOCOL,
+                            "%s body is not one messagepack value", what);
+    }
+
+    if (result->data.type != MSGPACK_OBJECT_MAP) {
+        return sr_error_set(err, SR_ERR_PROTOCOL, "%s body is not a map",
+                            what);
+    }
+
+    return SR_OK;
+}
+
+
+static int
+sr_ipc_key_is(const msgpack_object *key, const char *name)
+{
+    size_t  n;
+
+    n = strlen(name);
+
+    return key->via.str.size == n && memcmp(key->via.str.ptr, name, n) == 0;
+}
+
+
+/*
+ * Copies a string value into a new C string, replacing *out. Strings
+ * with a NUL or invalid UTF-8 are refused: they would be cut short or
+ * leak into JSON. A nil leaves NULL when nullable.
+ */
+
+static int
+sr_ipc_get_str(const msgpack_object *o, int nullable, char **out,
+    const char *what, sr_error_t *err)
+{
+    char  *s;
+
+    if (o->type == MSGPACK_OBJECT_NIL && nullable) {
+        free(*out);
+        *out = NULL;
+        return SR_OK;
+    }
+
+    if (o->type != MSGPACK_OBJECT_STR
+        || memchr(o->via.str.ptr, '\0', o->via.str.size) != NULL
+        || !sr_utf8_valid((const unsigned char *) o->via.str.ptr,
+                          o->via.str.size))
+    {
+        return sr_error_set(err, SR_ERR_PROTOCOL,
+                            "\"%s\" is not a utf-8 string", what);
+    }
+
+    s = malloc(o->via.str.size + 1);
+    if (s == NULL) {
+        return sr_error_set(err, SR_ERR_NOMEM, "out of memory for a body");
+    }
+
+    memcpy(s, o->via.str.ptr, o->via.str.size);
+    s[o->via.str.size] = '\0';
+
+    free(*out);
+    *out = s;
+
+    return SR_OK;
+}
+
+
+int
+sr_ipc_hello_encode(const sr_ipc_hello_t *hello, sr_buf_t *out,
+    sr_error_t *err)
+{
+    msgpack_packer  pk;
+    sr_ipc_sink_t   sink;
+    size_t          start;
+
+    start = out->len;
+    sr_ipc_packer_init(&pk, &sink, out);
+
+    msgpack_pack_map(&pk, 3);
+    sr_ipc_pack_str(&pk, "version");
+    msgpack_pack_uint32(&pk, hello->version);
+    sr_ipc_pack_str(&pk, "pid");
+    msgpack_pack_int64(&pk, hello->pid);
+    sr_ipc_pack_str(&pk, "node");
+    sr_ipc_pack_str(&pk, hello->node);
+
+    return sr_ipc_packer_done(&sink, start, err);
+}
+
+
+int
+sr_ipc_hello_decode(const unsigned char *body, size_t len,
+    sr_ipc_hello_t *hello, sr_error_t *err)
+{
+    msgpack_unpacked    result;
+    msgpack_object_kv  *kv;
+    uint32_t            i;
+    int                 rc, have_version;
+
+    memset(hello, 0, sizeof(*hello));
+    have_version = 0;
+
+    rc = sr_ipc_unpack_map(body, len, &result, "hello", err);
+
+    for (i = 0; rc == SR_OK && i < result.data.via.map.size; i++) {
+        kv = &result.data.via.map.ptr[i];
+
+        if (kv->key.type != MSGPACK_OBJECT_STR) {
+            rc = sr_error_set(err, SR_ERR_PROTOCOL, "map key not a string");
+
+        } else if (sr_ipc_key_is(&kv->key, "version")) {
+            if (kv->val.type != MSGPACK_OBJECT_POSITIVE_INTEGER
+                || kv->val.via.u64 > UINT32_MAX)
+            {
+                rc = sr_error_set(err, SR_ERR_PROTOCOL,
+                                  "\"version\" is not a u32");
+            } else {
+                hello->version = (uint32_t) kv->val.via.u64;
+                have_version = 1;
+            }
+
+        } else if (sr_ipc_key_is(&kv->key, "pid")) {
+            if (kv->val.type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
+                hello->pid = kv->val.via.i64;
+
+            } else if (kv->val.type == MSGPACK_OBJECT_POSITIVE_INTEGER
+                       && kv->val.via.u64 <= INT64_MAX)
+            {
+                hello->pid = (int64_t) kv->val.via.u64;
+
+            } else {
+                rc = sr_error_set(err, SR_ERR_PROTOCOL,
+                                  "\"pid\" is not an integer");
+            }
+
+        } else if (sr_ipc_key_is(&kv->key, "node")) {
+            rc = sr_ipc_get_str(&kv->val, 1, &hello->node, "node", err);
+        }
+    }
+
+    if (rc == SR_OK && !have_version) {
+        rc = sr_error_set(err, SR_ERR_PROTOCOL, "hello without a version");
+    }
+
+    msgpack_unpacked_destroy(&result);
+
+    if (rc != SR_OK) {
+        sr_ipc_hello_clear(hello);
+    }
+
+    return rc;
+}
+
+
+void
+sr_ipc_hello_clear(sr_ipc_hello_t *hello)
+{
+    free(hello->node);
+    memset(hello, 0, sizeof(*hello));
+}
+
+
+int
+sr_ipc_open_encode(const sr_ipc_open_t *open, sr_buf_t *out,
+    sr_error_t *err)
+{
+    msgpack_packer  pk;
+    sr_ipc_sink_t   sink;
+    size_t          start;
+    int             rc;
+
+    if (open->hub == NULL
+        || (open->protocol != SR_PROTOCOL_JSON
+            && open->protocol != SR_PROTOCOL_MSGPACK)
+        || (open->claims != NULL && !json_is_object(open->claims)))
+    {
+        return sr_error_set(err, SR_ERR_INVALID,
+                            "open needs a hub, a protocol and object claims");
+    }
+
+    start = out->len;
+    sr_ipc_packer_init(&pk, &sink, out);
+
+    msgpack_pack_map(&pk, 5);
+    sr_ipc_pack_str(&pk, "hub");
+    sr_ipc_pack_str(&pk, open->hub);
+    sr_ipc_pack_str(&pk, "user");
+    sr_ipc_pack_str(&pk, open->user);
+    sr_ipc_pack_str(&pk, "protocol");
+    sr_ipc_pack_str(&pk, open->protocol == SR_PROTOCOL_JSON
+                         ? "json" : "messagepack");
+    sr_ipc_pack_str(&pk, "transport");
+    sr_ipc_pack_str(&pk, open->transport);
+    sr_ipc_pack_str(&pk, "claims");
+
+    if (open->claims == NULL) {
+        msgpack_pack_nil(&pk);
+        rc = SR_OK;
+
+    } else {
+        rc = sr_msgpack_pack_json(&pk, open->claims, err);
+    }
+
+    if (rc != SR_OK) {
+        out->len = start;
+        return rc;
+    }
+
+    return sr_ipc_packer_done(&sink, start, err);
+}
+
+
+static int
+sr_ipc_open_field(const msgpack_object_kv *kv, sr_ipc_open_t *open,
+    sr_error_t *err)
+{
+    char    *protocol;
+    json_t  *claims;
+    int      rc;
+
+    if (kv->key.type != MSGPACK_OBJECT_STR) {
+        return sr_error_set(err, SR_ERR_PROTOCOL, "map key not a string");
+    }
+
+    if (sr_ipc_key_is(&kv->key, "hub")) {
+        return sr_ipc_get_str(&kv->val, 0, &open->hub, "hub", err);
+    }
+
+    if (sr_ipc_key_is(&kv->key, "user")) {
+        return sr_ipc_get_str(&kv->val, 1, &open->user, "user", err);
+    }
+
+    if (sr_ipc_key_is(&kv->key, "transport")) {
+        return sr_ipc_get_str(&kv->val, 1, &open->transport, "transport",
+                              err);
+    }
+
+    if (sr_ipc_key_is(&kv->key, "protocol")) {
+        protocol = NULL;
+
+        rc = sr_ipc_get_str(&kv->val, 0, &protocol, "protocol", err);
+        if (rc != SR_OK) {
+            return rc;
+        }
+
+        rc = SR_OK;
+        if (strcmp(protocol, "json") == 0) {
+            open->protocol = SR_PROTOCOL_JSON;
+
+        } else if (strcmp(protocol, "messagepack") == 0) {
+            open->protocol = SR_PROTOCOL_MSGPACK;
+
+        } else {
+            rc = sr_error_set(err, SR_ERR_PROTOCOL, "unknown protocol");
+        }
+
+        free(protocol);
+        return rc;
+    }
+
+    if (sr_ipc_key_is(&kv->key, "claims")) {
+        claims = NULL;
+
+        if (kv->val.type == MSGPACK_OBJECT_MAP) {
+            rc = sr_msgpack_to_json(&kv->val, &claims, err);
+            if (rc == SR_ERR_NOMEM) {
+                return rc;
+            }
+
+            if (rc != SR_OK) {
+                return sr_error_set(err, SR_ERR_PROTOCOL,
+                                    "\"claims\" not convertible to json");
+            }
+
+        } else if (kv->val.type != MSGPACK_OBJECT_NIL) {
+            return sr_error_set(err, SR_ERR_PROTOCOL,
+                                "\"claims\" is not a map");
+        }
+
+        json_decref(open->claims);
+        open->claims = claims;
+    }
+
+    return SR_OK;
+}
+
+
+int
+sr_ipc_open_decode(const unsigned char *body, size_t len,
+    sr_ipc_open_t *open, sr_error_t *err)
+{
+    msgpack_unpacked  result;
+    uint32_t          i;
+    int               rc;
+
+    memset(open, 0, sizeof(*open));
+
+    /* -1 until seen: a protocol is required, like the hub */
+    open->protocol = (sr_protocol_t) -1;
+
+    rc = sr_ipc_unpack_map(body, len, &result, "open", err);
+
+    for (i = 0; rc == SR_OK && i < result.data.via.map.size; i++) {
+        rc = sr_ipc_open_field(&result.data.via.map.ptr[i], open, err);
+    }
+
+    if (rc == SR_OK
+        && (open->hub == NULL || open->protocol == (sr_protocol_t) -1))
+    {
+        rc = sr_error_set(err, SR_ERR_PROTOCOL,
+                          "open without a hub or a protocol");
+    }
+
+    msgpack_unpacked_destroy(&result);
+
+    if (rc != SR_OK) {
+        sr_ipc_open_clear(open);
+    }
+
+    return rc;
+}
+
+
+void
+sr_ipc_open_clear(sr_ipc_open_t *open)
+{
+    free(open->hub);
+    free(open->user);
+    free(open->transport);
+    json_decref(open->claims);
+
+    memset(open, 0, sizeof(*open));
+}
+
+
+int
+sr_ipc_close_encode(const sr_ipc_close_t *close, sr_buf_t *out,
+    sr_error_t *err)
+{
+    msgpack_packer  pk;
+    sr_ipc_sink_t   sink;
+    size_t          start;
+
+    start = out->len;
+    sr_ipc_packer_init(&pk, &sink, out);
+
+    msgpack_pack_map(&pk, 2);
+    sr_ipc_pack_str(&pk, "error");
+    sr_ipc_pack_str(&pk, close->error);
+    sr_ipc_pack_str(&pk, "allowReconnect");
+
+    if (close->allow_reconnect) {
+        msgpack_pack_true(&pk);
+
+    } else {
+        msgpack_pack_false(&pk);
+    }
+
+    return sr_ipc_packer_done(&sink, start, err);
+}
+
+
+int
+sr_ipc_close_decode(const unsigned char *body, size_t len,
+    sr_ipc_close_t *close, sr_error_t *err)
+{
+    msgpack_unpacked    result;
+    msgpack_object_kv  *kv;
+    uint32_t            i;
+    int                 rc;
+
+    memset(close, 0, sizeof(*close));
+
+    rc = sr_ipc_unpack_map(body, len, &result, "close", err);
+
+    for (i = 0; rc == SR_OK && i < result.data.via.map.size; i++) {
+        kv = &result.data.via.map.ptr[i];
+
+        if (kv->key.type != MSGPACK_OBJECT_STR) {
+            rc = sr_error_set(err, SR_ERR_PROTOCOL, "map key not a string");
+
+        } else if (sr_ipc_key_is(&kv->key, "error")) {
+            rc = sr_ipc_get_str(&kv->val, 1, &close->error, "error", err);
+
+        } else if (sr_ipc_key_is(&kv->key, "allowReconnect")) {
+            if (kv->val.type != MSGPACK_OBJECT_BOOLEAN) {
+                rc = sr_error_set(err, SR_ERR_PROTOCOL,
+                                  "\"allowReconnect\" is not a boolean");
+            } else {
+                close->allow_reconnect = kv->val.via.boolean;
+            }
+        }
+    }
+
+    msgpack_unpacked_destroy(&result);
+
+    if (rc != SR_OK) {
+        sr_ipc_close_clear(close);
+    }
+
+    return rc;
+}
+
+
+void
+sr_ipc_close_clear(sr_ipc_close_t *close)
+{
+    free(close->error);
+    memset(close, 0, sizeof(*close));
+}
+
+
+int
+sr_ipc_multicast_begin(sr_buf_t *out, const char *const *ids,
+    const size_t *id_lens, size_t count, size_t *offset, sr_error_t *err)
+{
+    size_t  i;
+    int     rc;
+
+    if (count > SR_IPC_MAX_IDS) {
+        return sr_error_set(err, SR_ERR_INVALID,
+                            "multicast to more than %d connections",
+                            SR_IPC_MAX_IDS);
+    }
+
+    for (i = 0; i < count; i++) {
+        if (id_lens[i] == 0 || id_lens[i] > SR_IPC_MAX_CONN_ID
+            || !sr_ipc_id_valid(ids[i], id_lens[i]))
+        {
+            return sr_error_set(err, SR_ERR_INVALID,
+                                "multicast connection id %zu is empty, "
+                                "too long or not printable ascii", i);
+        }
+    }
+
+    rc = sr_ipc_begin(out, SR_IPC_MULTICAST, NULL, 0, offset, err);
+    if (rc != SR_OK) {
+        return rc;
+    }
+
+    rc = sr_buf_append_byte(out, (unsigned char) (count >> 8));
+
+    if (rc == SR_OK) {
+        rc = sr_buf_append_byte(out, (unsigned char) count);
+    }
+
+    for (i = 0; rc == SR_OK && i < count; i++) {
+        rc = sr_buf_append_byte(out, (unsigned char) id_lens[i]);
+
+        if (rc == SR_OK) {
+            rc = sr_buf_append(out, ids[i], id_lens[i]);
+        }
+    }
+
+    if (rc != SR_OK) {
+        out->len = *offset;
+        return sr_error_set(err, SR_ERR_NOMEM, "out of memory for a frame");
+    }
+
+    return SR_OK;
+}
+
+
+int
+sr_ipc_multicast_parse(const unsigned char *body, size_t len,
+    sr_ipc_id_iter_t *ids, const unsigned char **message,
+    size_t *message_len, sr_error_t *err)
+{
+    size_t  count, pos, i, id_len;
+
+    if (len < 2) {
+        return sr_error_set(err, SR_ERR_PROTOCOL,
+                            "multicast body without a count");
+    }
+
+    count = (size_t) body[0] << 8 | body[1];
+    pos = 2;
+
+    for (i = 0; i < count; i++) {
+        if (pos == len) {
+            return sr_error_set(err, SR_ERR_PROTOCOL,
+                                "multicast id list truncated");
+        }
+
+        id_len = body[pos];
+
+        if (id_len == 0 || id_len > len - pos - 1
+            || !sr_ipc_id_valid((const char *) body + pos + 1, id_len))
+        {
+            return sr_error_set(err, SR_ERR_PROTOCOL,
+                                "multicast connection id %zu is empty, "
+                                "truncated or not printable ascii", i);
+        }
+
+        pos += 1 + id_len;
+    }
+
+    if (pos == len) {
+        return sr_error_set(err, SR_ERR_PROTOCOL,
+                            "multicast without a hub message");
+    }
+
+    ids->next = body + 2;
+    ids->left = count;
+    *message = body + pos;
+    *message_len = len - pos;
+
+    return SR_OK;
+}
+
+
+int
+sr_ipc_multicast_next(sr_ipc_id_iter_t *ids, const char **id,
+    size_t *id_len)
+{
+    if (ids->left == 0) {
+        return 0;
+    }
+
+    *id_len = ids->next[0];
+    *id = (const char *) ids->next + 1;
+
+    ids->next += 1 + *id_len;
+    ids->left--;
+
+    return 1;
+}

@@ -1,0 +1,237 @@
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <jansson.h>
+
+#include "clock.h"
+#include "proc_stats.h"
+#include "report.h"
+#include "results.h"
+#include "worker.h"
+
+namespace bench {
+
+namespace {
+
+// Room for a worker to report after "stop", and for setups to settle.
+constexpr int64_t  kStopGraceNs = 15 * kNsPerSec;
+constexpr int64_t  kSetupBudgetNs = 120 * kNsPerSec;
+
+struct Child {
+    pid_t                   pid = -1;
+    int                     control = -1;   // we write
+    int                     report = -1;    // we read
+    std::string             pending;
+    bool                    eof = false;
+    std::optional<Results>  ready;
+    std::optional<Results>  result;
+};
+
+
+void
+raise_fd_limit(size_t connections)
+{
+    struct rlimit  rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        return;
+    }
+
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+
+    // Two sockets for a chat connection, one otherwise, and a margin.
+    if (rl.rlim_cur < 2 * connections + 64) {
+        fprintf(stderr, "signalr-bench: warning: fd limit %llu is low for "
+                "%zu connections: raise it with ulimit -n\n",
+                (unsigned long long) rl.rlim_cur, connections);
+    }
+}
+
+
+Status
+spawn(const Options &opts, size_t first, size_t count, Child *c)
+{
+    int  control[2], report[2];
+
+    if (pipe2(control, O_CLOEXEC) != 0 || pipe2(report, O_CLOEXEC) != 0) {
+        return Status::Error(std::string("pipe2() failed: ")
+                             + strerror(errno));
+    }
+
+    fflush(nullptr);
+    c->pid = fork();
+
+    if (c->pid < 0) {
+        return Status::Error(std::string("fork() failed: ")
+                             + strerror(errno));
+    }
+
+    if (c->pid == 0) {
+        close(control[1]);
+        close(report[0]);
+        _exit(run_worker(opts, first, count, control[0], report[1]));
+    }
+
+    close(control[0]);
+    close(report[1]);
+    c->control = control[1];
+    c->report = report[0];
+
+    return Status::Ok();
+}
+
+
+void
+handle_line(Child *c, const std::string &line)
+{
+    json_t      *doc = json_loads(line.c_str(), 0, nullptr);
+    const char  *event = json_string_value(json_object_get(doc, "event"));
+    Results      r;
+
+    if (event != nullptr
+        && Results::from_json(json_object_get(doc, "results"), &r).ok())
+    {
+        if (strcmp(event, "ready") == 0) {
+            c->ready = std::move(r);
+        } else if (strcmp(event, "result") == 0) {
+            c->result = std::move(r);
+        }
+    }
+
+    json_decref(doc);
+}
+
+
+void
+read_child(Child *c)
+{
+    char     buf[65536];
+    ssize_t  n;
+    size_t   eol;
+
+    n = read(c->report, buf, sizeof(buf));
+    if (n <= 0) {
+        if (n < 0 && errno == EINTR) {
+            return;
+        }
+        c->eof = true;
+        return;
+    }
+
+    c->pending.append(buf, size_t(n));
+
+    while ((eol = c->pending.find('\n')) != std::string::npos) {
+        handle_line(c, c->pending.substr(0, eol));
+        c->pending.erase(0, eol + 1);
+    }
+}
+
+
+// Reads what the workers send until done() holds for every worker still
+// alive, or until the deadline.
+template <typename Done>
+void
+pump(std::vector<Child> &children, int64_t deadline, Done done)
+{
+    std::vector<struct pollfd>  fds;
+    std::vector<Child *>        who;
+    int64_t                     left;
+
+    for (;;) {
+        fds.clear();
+        who.clear();
+
+        for (auto &c : children) {
+            if (!c.eof && !done(c)) {
+                fds.push_back({c.report, POLLIN, 0});
+                who.push_back(&c);
+            }
+        }
+
+        left = deadline - monotonic_ns();
+        if (fds.empty() || left <= 0) {
+            return;
+        }
+
+        if (poll(fds.data(), fds.size(), int(left / kNsPerMs) + 1) < 0
+            && errno != EINTR)
+        {
+            return;
+        }
+
+        for (size_t i = 0; i < fds.size(); i++) {
+            if (fds[i].revents != 0) {
+                read_child(who[i]);
+            }
+        }
+    }
+}
+
+
+// Lets the measurement run, still draining the pipes.
+void
+wait_for(std::vector<Child> &children, double seconds)
+{
+    int64_t  deadline = monotonic_ns() + int64_t(seconds * kNsPerSec);
+
+    pump(children, deadline, [](const Child &c) { return c.eof; });
+
+    while (monotonic_ns() < deadline) {
+        usleep(10000);
+    }
+}
+
+
+void
+tell(std::vector<Child> &children, const char *line)
+{
+    for (auto &c : children) {
+        if (!c.eof && write(c.control, line, strlen(line)) < 0) {
+            c.eof = true;
+        }
+    }
+}
+
+
+std::vector<ProcSample>
+sample_all(const std::vector<ProcTarget> &targets)
+{
+    std::vector<ProcSample>  samples;
+
+    for (const auto &t : targets) {
+        samples.push_back(sample_process(t));
+    }
+
+    return samples;
+}
+
+
+void
+emit(const Options &opts, json_t *report)
+{
+    if (!opts.output.empty()
+        && json_dump_file(report, opts.output.c_str(), JSON_INDENT(2)) != 0)
+    {
+        fprintf(stderr, "signalr-bench: writing \"%s\" failed\n",
+                opts.output.c_str());
+    }
+
+    if (opts.json) {
+        json_dumpf(report, stdout, JSON_INDENT(2));
+        fputc('\n', stdout);
+    } else {
+        print_table(stdout, report);
+    }
+}

@@ -1,0 +1,398 @@
+#include "options.h"
+
+#include <arpa/inet.h>
+#include <getopt.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+namespace bench {
+
+namespace {
+
+enum OptionId {
+    kUrl = 256, kHub, kProtocol, kConnections, kProcs, kSource, kDuration,
+    kWarmup, kHold, kTimeout, kTokenRate, kKeepalive, kInflight,
+    kSetupConcurrency, kTarget, kPrompt, kUserPrefix, kUserOffset,
+    kSignalrctl, kDevKey, kSkipNegotiate, kJson, kOutput, kPids,
+    kNginxMaster, kDaemonPid, kLabel, kHelp
+};
+
+const struct option  kLongOptions[] = {
+    {"url", required_argument, nullptr, kUrl},
+    {"hub", required_argument, nullptr, kHub},
+    {"protocol", required_argument, nullptr, kProtocol},
+    {"connections", required_argument, nullptr, kConnections},
+    {"conversations", required_argument, nullptr, kConnections},
+    {"procs", required_argument, nullptr, kProcs},
+    {"source", required_argument, nullptr, kSource},
+    {"duration", required_argument, nullptr, kDuration},
+    {"warmup", required_argument, nullptr, kWarmup},
+    {"hold", required_argument, nullptr, kHold},
+    {"timeout", required_argument, nullptr, kTimeout},
+    {"token-rate", required_argument, nullptr, kTokenRate},
+    {"keepalive", required_argument, nullptr, kKeepalive},
+    {"inflight", required_argument, nullptr, kInflight},
+    {"setup-concurrency", required_argument, nullptr, kSetupConcurrency},
+    {"target", required_argument, nullptr, kTarget},
+    {"prompt", required_argument, nullptr, kPrompt},
+    {"user-prefix", required_argument, nullptr, kUserPrefix},
+    {"user-offset", required_argument, nullptr, kUserOffset},
+    {"signalrctl", required_argument, nullptr, kSignalrctl},
+    {"dev-key", required_argument, nullptr, kDevKey},
+    {"skip-negotiate", no_argument, nullptr, kSkipNegotiate},
+    {"json", no_argument, nullptr, kJson},
+    {"output", required_argument, nullptr, kOutput},
+    {"pids", required_argument, nullptr, kPids},
+    {"nginx-master", required_argument, nullptr, kNginxMaster},
+    {"daemon-pid", required_argument, nullptr, kDaemonPid},
+    {"label", required_argument, nullptr, kLabel},
+    {"help", no_argument, nullptr, kHelp},
+    {nullptr, 0, nullptr, 0}
+};
+
+
+bool
+parse_number(const char *s, double min, double max, double *out)
+{
+    char    *end;
+    double   v;
+
+    errno = 0;
+    v = strtod(s, &end);
+
+    if (errno != 0 || end == s || *end != '\0' || v < min || v > max) {
+        return false;
+    }
+
+    *out = v;
+    return true;
+}
+
+
+Status
+parse_count(const char *name, const char *s, double min, double max,
+    size_t *out)
+{
+    double  v;
+
+    if (!parse_number(s, min, max, &v) || v != double(size_t(v))) {
+        return Status::Error(std::string("--") + name + ": \"" + s
+                             + "\" is not a whole number in range");
+    }
+
+    *out = size_t(v);
+    return Status::Ok();
+}
+
+
+Status
+parse_seconds(const char *name, const char *s, double min, double *out)
+{
+    if (!parse_number(s, min, 86400, out)) {
+        return Status::Error(std::string("--") + name + ": \"" + s
+                             + "\" is not a number of seconds in range");
+    }
+
+    return Status::Ok();
+}
+
+
+Status
+parse_url(Options *opts)
+{
+    std::string  rest, host, port = "80";
+    size_t       colon, slash;
+
+    if (opts->url.rfind("http://", 0) != 0) {
+        return Status::Error("--url: only http:// URLs are supported");
+    }
+
+    rest = opts->url.substr(7);
+    slash = rest.find('/');
+    if (slash != std::string::npos) {
+        rest = rest.substr(0, slash);
+    }
+
+    colon = rest.rfind(':');
+    host = rest.substr(0, colon);
+    if (colon != std::string::npos) {
+        port = rest.substr(colon + 1);
+    }
+
+    opts->addr.sin_family = AF_INET;
+    opts->addr.sin_port = htons(uint16_t(atoi(port.c_str())));
+    if (inet_pton(AF_INET, host.c_str(), &opts->addr.sin_addr) != 1
+        || atoi(port.c_str()) <= 0 || atoi(port.c_str()) > 65535)
+    {
+        return Status::Error("--url: \"" + opts->url
+                             + "\" needs a numeric IPv4 address and port");
+    }
+
+    opts->host_header = rest;
+    return Status::Ok();
+}
+
+
+Status
+parse_sources(Options *opts)
+{
+    for (const auto &s : opts->sources) {
+        sockaddr_in  a {};
+
+        a.sin_family = AF_INET;
+        if (inet_pton(AF_INET, s.c_str(), &a.sin_addr) != 1) {
+            return Status::Error("--source: \"" + s
+                                 + "\" is not an IPv4 address");
+        }
+        opts->source_addrs.push_back(a);
+    }
+
+    return Status::Ok();
+}
+
+
+Status
+apply_number(int id, const char *arg, Options *o)
+{
+    size_t  n;
+    Status  s = Status::Ok();
+
+    switch (id) {
+    case kConnections:
+        s = parse_count("connections", arg, 1, 1e6, &o->connections);
+        break;
+    case kProcs:
+        s = parse_count("procs", arg, 1, 256, &n);
+        o->procs = unsigned(n);
+        break;
+    case kInflight:
+        s = parse_count("inflight", arg, 1, 1e4, &n);
+        o->inflight = unsigned(n);
+        break;
+    case kSetupConcurrency:
+        s = parse_count("setup-concurrency", arg, 1, 1e5, &n);
+        o->setup_concurrency = unsigned(n);
+        break;
+    case kUserOffset:
+        s = parse_count("user-offset", arg, 0, 1e9, &o->user_offset);
+        break;
+    case kNginxMaster:
+        s = parse_count("nginx-master", arg, 1, 1e9, &n);
+        o->nginx_master = int(n);
+        break;
+    case kDaemonPid:
+        s = parse_count("daemon-pid", arg, 1, 1e9, &n);
+        o->daemon_pid = int(n);
+        break;
+    case kDuration:
+        return parse_seconds("duration", arg, 0.1, &o->duration_s);
+    case kWarmup:
+        return parse_seconds("warmup", arg, 0, &o->warmup_s);
+    case kHold:
+        return parse_seconds("hold", arg, 0.1, &o->hold_s);
+    case kTimeout:
+        return parse_seconds("timeout", arg, 1, &o->timeout_s);
+    case kKeepalive:
+        return parse_seconds("keepalive", arg, 0.1, &o->keepalive_s);
+    case kTokenRate:
+        if (!parse_number(arg, 0.001, 1e6, &o->token_rate)) {
+            return Status::Error("--token-rate: not a positive rate");
+        }
+        break;
+    default:
+        return Status::Error("unknown option");
+    }
+
+    return s;
+}
+
+
+Status
+apply_option(int id, const char *arg, Options *o)
+{
+    switch (id) {
+    case kUrl:           o->url = arg; break;
+    case kHub:           o->hub_path = arg; break;
+    case kSource:        o->sources = split_list(arg); break;
+    case kTarget:        o->target = arg; break;
+    case kPrompt:        o->prompt = arg; break;
+    case kUserPrefix:    o->user_prefix = arg; break;
+    case kSignalrctl:    o->signalrctl = arg; break;
+    case kDevKey:        o->dev_key = arg; break;
+    case kSkipNegotiate: o->negotiate = false; break;
+    case kJson:          o->json = true; break;
+    case kOutput:        o->output = arg; break;
+    case kLabel:         o->label = arg; break;
+    case kHelp:          return Status::Error("help");
+
+    case kProtocol:
+        if (strcmp(arg, "json") == 0) {
+            o->protocol = SR_PROTOCOL_JSON;
+        } else if (strcmp(arg, "messagepack") == 0) {
+            o->protocol = SR_PROTOCOL_MSGPACK;
+        } else {
+            return Status::Error("--protocol: json or messagepack");
+        }
+        break;
+
+    case kPids:
+        for (const auto &p : split_list(arg)) {
+            size_t  n;
+            Status  s = parse_count("pids", p.c_str(), 1, 1e9, &n);
+            if (!s.ok()) {
+                return s;
+            }
+            o->pids.push_back(int(n));
+        }
+        break;
+
+    default:
+        return apply_number(id, arg, o);
+    }
+
+    return Status::Ok();
+}
+
+
+Status
+validate(Options *o)
+{
+    long  cores = sysconf(_SC_NPROCESSORS_ONLN);
+
+    if (o->scenario != "chat" && o->scenario != "invoke"
+        && o->scenario != "idle")
+    {
+        return Status::Error("unknown scenario \"" + o->scenario
+                             + "\": chat, invoke or idle");
+    }
+
+    if (cores > 0 && o->procs > unsigned(cores)) {
+        return Status::Error("--procs: at most one process per core ("
+                             + std::to_string(cores) + ")");
+    }
+
+    if (o->connections == 0) {
+        o->connections = o->scenario == "chat" ? 10
+                         : o->scenario == "invoke" ? 1 : 1000;
+    }
+
+    if (o->procs > o->connections) {
+        o->procs = unsigned(o->connections);
+    }
+
+    Status  s = parse_url(o);
+    if (!s.ok()) {
+        return s;
+    }
+
+    return parse_sources(o);
+}
+
+}  // namespace
+
+
+std::vector<std::string>
+split_list(const std::string &s)
+{
+    std::vector<std::string>  items;
+    size_t                    start = 0, comma;
+
+    while (start <= s.size()) {
+        comma = s.find(',', start);
+        if (comma == std::string::npos) {
+            comma = s.size();
+        }
+        if (comma > start) {
+            items.push_back(s.substr(start, comma - start));
+        }
+        start = comma + 1;
+    }
+
+    return items;
+}
+
+
+Status
+parse_options(int argc, char **argv, Options *opts)
+{
+    int  id;
+
+    if (argc < 2 || argv[1][0] == '-') {
+        if (argc >= 2 && strcmp(argv[1], "--help") == 0) {
+            return Status::Error("help");
+        }
+        return Status::Error("no scenario given: chat, invoke or idle");
+    }
+
+    opts->scenario = argv[1];
+    optind = 2;
+    opterr = 0;
+
+    while ((id = getopt_long(argc, argv, "", kLongOptions, nullptr))
+           != -1)
+    {
+        if (id == '?' || id == ':') {
+            return Status::Error(std::string("unknown option or missing "
+                                             "value: ")
+                                 + argv[optind - 1]);
+        }
+
+        Status  s = apply_option(id, optarg, opts);
+        if (!s.ok()) {
+            return s;
+        }
+    }
+
+    if (optind < argc) {
+        return Status::Error(std::string("unexpected argument: ")
+                             + argv[optind]);
+    }
+
+    return validate(opts);
+}
+
+
+const char *
+usage_text()
+{
+    return
+"usage: signalr-bench chat|invoke|idle [options]\n"
+"\n"
+"  --url URL              the edge, http://IPv4:PORT "
+"(http://127.0.0.1:8080)\n"
+"  --hub PATH             hub path (/api/v1/chats/stream)\n"
+"  --protocol P           json or messagepack (json)\n"
+"  --connections N        connections; for chat, conversations\n"
+"                         (chat 10, invoke 1, idle 1000)\n"
+"  --procs P              worker processes, at most one per core (1)\n"
+"  --source A,B,...       loopback source addresses, used in turn\n"
+"  --duration S           invoke: measured seconds (10)\n"
+"  --warmup S             invoke: seconds not measured first (2)\n"
+"  --hold S               idle: seconds held open before sampling (30)\n"
+"  --timeout S            chat: give up after S seconds (120)\n"
+"  --token-rate R         chat: the demo provider's tokens/s (20)\n"
+"  --keepalive S          client Ping interval (15)\n"
+"  --inflight K           invoke: invocations outstanding per "
+"connection (1)\n"
+"  --setup-concurrency N  connection setups in progress per process "
+"(64)\n"
+"  --target NAME          invoke: hub method invoked (BenchRoundTrip)\n"
+"  --prompt TEXT          chat: the prompt of every conversation\n"
+"  --user-prefix P        users are P<N> (bench)\n"
+"  --user-offset N        first N (0)\n"
+"  --signalrctl PATH      tokens from `signalrctl token` instead of\n"
+"                         GET /dev/token (with --dev-key FILE)\n"
+"  --skip-negotiate       connect the WebSocket without negotiate\n"
+"  --pids A,B,...         idle: processes to sample\n"
+"  --nginx-master PID     idle: sample that master's workers\n"
+"  --daemon-pid PID       idle: sample this signalrd\n"
+"                         (default: every nginx worker and signalrd)\n"
+"  --json                 print JSON instead of the table\n"
+"  --output FILE          also write the JSON to FILE\n"
+"  --label TEXT           a note carried into the results\n";
+}
+
+}  // namespace bench

@@ -1,0 +1,47 @@
+// signalrd's configuration: built-in defaults, then a "key = value" file, then the
+// environment (which wins). Every key and its variable is listed in docs/operations.md.
+
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "log.h"
+#include "status.h"
+
+namespace signalrd {
+
+inline constexpr const char *default_config_path = "/etc/signalrd/signalrd.conf";
+
+struct Config {
+    std::string worker_socket = "/run/signalrd/signalrd.sock";
+    std::string http_socket = "/run/signalrd/api.sock";
+    std::string redis_url = "redis://127.0.0.1:6379";
+    std::string key_prefix = "signalr";
+    uint32_t demo_token_rate = 20;       // tokens per second
+    uint32_t demo_reply_tokens = 60;
+    uint32_t history_messages = 25;      // turns handed to the provider
+    uint32_t backlog_ttl = 300;          // seconds a backlog lives after its reply ends
+    std::string dev_token_key;           // path of the HS256 dev secret; empty: no /dev/token
+    std::string ai_base_url;             // empty: the demo provider
+    std::string ai_model;
+    std::string ai_api_key;              // never logged
+    LogLevel log_level = LogLevel::info;
+};
+
+// Looks a variable up; returns nullptr when it is not set.
+using EnvLookup = std::function<const char *(const char *name)>;
+
+// Loads the configuration. path_given says whether the operator named the file: a
+// missing named file is an error, a missing default file is not. Errors name the file,
+// the line and the key.
+Result<Config> load_config(const std::string &path, bool path_given, const EnvLookup &env);
+
+// Parses the text of a configuration file into config; origin names it in errors.
+Status parse_config_text(const std::string &text, const std::string &origin, Config &config);
+
+// Applies the environment overrides to config.
+Status apply_environment(const EnvLookup &env, Config &config);
+
+}  // namespace signalrd

@@ -1,0 +1,58 @@
+#include "fragment_bus.h"
+
+#include <vector>
+
+namespace signalrd {
+
+uint64_t FragmentBus::subscribe(const std::string &conversation_id, Listener listener)
+{
+    uint64_t handle = next_handle_++;
+    listeners_[conversation_id].emplace(handle, std::move(listener));
+    return handle;
+}
+
+void FragmentBus::unsubscribe(const std::string &conversation_id, uint64_t handle)
+{
+    auto it = listeners_.find(conversation_id);
+    if (it == listeners_.end()) {
+        return;
+    }
+    it->second.erase(handle);
+    if (it->second.empty()) {
+        listeners_.erase(it);
+    }
+}
+
+void FragmentBus::publish(const std::string &conversation_id, const ConversationEvent &event)
+{
+    auto it = listeners_.find(conversation_id);
+    if (it == listeners_.end()) {
+        return;
+    }
+
+    // listeners may change the map while called: walk a copy of the handles and look
+    // each one up again
+    std::vector<uint64_t> handles;
+    for (const auto &entry : it->second) {
+        handles.push_back(entry.first);
+    }
+    for (uint64_t handle : handles) {
+        auto conv = listeners_.find(conversation_id);
+        if (conv == listeners_.end()) {
+            return;
+        }
+        auto l = conv->second.find(handle);
+        if (l != conv->second.end()) {
+            Listener copy = l->second;
+            copy(event);
+        }
+    }
+}
+
+size_t FragmentBus::listener_count(const std::string &conversation_id) const
+{
+    auto it = listeners_.find(conversation_id);
+    return it == listeners_.end() ? 0 : it->second.size();
+}
+
+}  // namespace signalrd

@@ -1,0 +1,117 @@
+#include "hub_registry.h"
+
+#include <vector>
+
+#include "log.h"
+
+namespace signalrd {
+
+void HubRegistry::add_hub(const std::string &name, Hub &hub)
+{
+    hubs_[name] = &hub;
+}
+
+void HubRegistry::open(LinkPort &link, const std::string &connection_id, sr_ipc_open_t &open)
+{
+    std::string hub_name = open.hub ? open.hub : "";
+    auto hub = hubs_.find(hub_name);
+
+    if (hub == hubs_.end()) {
+        log_info("connection %s: unknown hub \"%s\"", connection_id.c_str(), hub_name.c_str());
+        std::string error = "Hub '" + hub_name + "' is not available.";
+        link.send_close(connection_id, error.c_str(), false);
+        return;
+    }
+
+    auto existing = connections_.find(connection_id);
+    if (existing != connections_.end()) {
+        disconnect(existing);
+    }
+
+    Entry entry{{}, &link, hub->second};
+    entry.info.id = connection_id;
+    entry.info.hub = hub_name;
+    entry.info.user = open.user ? open.user : "";
+    entry.info.protocol = open.protocol;
+    entry.info.transport = open.transport ? open.transport : "";
+    entry.info.claims = open.claims ? Json::borrow(open.claims) : Json::object();
+
+    auto [it, inserted] = connections_.emplace(connection_id, std::move(entry));
+    log_debug("connection %s: open on hub \"%s\" for user \"%s\"", connection_id.c_str(),
+              hub_name.c_str(), it->second.info.user.c_str());
+    it->second.hub->on_connected(it->second.info);
+}
+
+void HubRegistry::invoke(LinkPort &link, const std::string &connection_id, sr_message_t &msg)
+{
+    auto it = connections_.find(connection_id);
+    if (it == connections_.end() || it->second.link != &link) {
+        log_debug("connection %s: message for an unknown connection", connection_id.c_str());
+        return;
+    }
+    // copy: the hub may close the connection, which erases the entry
+    ConnectionInfo info = it->second.info;
+    it->second.hub->on_message(info, msg);
+}
+
+void HubRegistry::closed(LinkPort &link, const std::string &connection_id)
+{
+    auto it = connections_.find(connection_id);
+    if (it != connections_.end() && it->second.link == &link) {
+        disconnect(it);
+    }
+}
+
+void HubRegistry::link_dropped(LinkPort &link)
+{
+    std::vector<std::string> ids;
+
+    for (const auto &[id, entry] : connections_) {
+        if (entry.link == &link) {
+            ids.push_back(id);
+        }
+    }
+    for (const std::string &id : ids) {
+        auto it = connections_.find(id);
+        if (it != connections_.end()) {
+            disconnect(it);
+        }
+    }
+}
+
+void HubRegistry::shutdown()
+{
+    for (auto &[name, hub] : hubs_) {
+        hub->shutdown();
+    }
+}
+
+void HubRegistry::disconnect(std::unordered_map<std::string, Entry>::iterator it)
+{
+    Entry entry = std::move(it->second);
+    connections_.erase(it);
+    log_debug("connection %s: closed", entry.info.id.c_str());
+    entry.hub->on_disconnected(entry.info);
+}
+
+bool HubRegistry::send(const std::string &connection_id, const sr_message_t &msg)
+{
+    auto it = connections_.find(connection_id);
+    if (it == connections_.end()) {
+        return false;
+    }
+    return it->second.link->send_message(connection_id, msg);
+}
+
+void HubRegistry::close(const std::string &connection_id, const char *error, bool allow_reconnect)
+{
+    auto it = connections_.find(connection_id);
+    if (it == connections_.end()) {
+        return;
+    }
+    LinkPort *link = it->second.link;
+    disconnect(it);
+    link->send_close(connection_id, error, allow_reconnect);
+}
+
+}  // namespace signalrd

@@ -1,0 +1,68 @@
+// Hub name -> hub, and every connection of every worker link by id, with the link that
+// holds it. The worker links feed it what they receive; hubs send through it.
+
+#pragma once
+
+#include <cstddef>
+#include <map>
+#include <string>
+#include <unordered_map>
+
+#include <signalr/ipc.h>
+
+#include "hub.h"
+
+namespace signalrd {
+
+// A worker link as the registry needs it: somewhere to queue frames for a connection.
+class LinkPort {
+public:
+    virtual ~LinkPort() = default;
+    virtual bool send_message(const std::string &connection_id, const sr_message_t &msg) = 0;
+    virtual void send_close(const std::string &connection_id, const char *error,
+                            bool allow_reconnect) = 0;
+};
+
+class HubRegistry final : public ConnectionSink {
+public:
+    // hub must outlive the registry.
+    void add_hub(const std::string &name, Hub &hub);
+
+    // OPEN from link. An unknown hub gets the connection closed at once. An id already
+    // open (on a link that dropped unnoticed) is first closed there.
+    void open(LinkPort &link, const std::string &connection_id, sr_ipc_open_t &open);
+
+    // INVOKE: the message is handed to the connection's hub. Unknown ids are ignored
+    // (a CLOSED may have crossed a message).
+    void invoke(LinkPort &link, const std::string &connection_id, sr_message_t &msg);
+
+    // CLOSED from link.
+    void closed(LinkPort &link, const std::string &connection_id);
+
+    // The link is gone: every connection it held is disconnected.
+    void link_dropped(LinkPort &link);
+
+    // Ends every hub's streams.
+    void shutdown();
+
+    size_t connection_count() const { return connections_.size(); }
+    bool has_connection(const std::string &id) const { return connections_.count(id) != 0; }
+
+    bool send(const std::string &connection_id, const sr_message_t &msg) override;
+    void close(const std::string &connection_id, const char *error,
+               bool allow_reconnect) override;
+
+private:
+    struct Entry {
+        ConnectionInfo info;
+        LinkPort *link;
+        Hub *hub;
+    };
+
+    void disconnect(std::unordered_map<std::string, Entry>::iterator it);
+
+    std::map<std::string, Hub *> hubs_;
+    std::unordered_map<std::string, Entry> connections_;
+};
+
+}  // namespace signalrd

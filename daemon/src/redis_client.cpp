@@ -1,0 +1,465 @@
+#include "redis_client.h"
+
+#include <cstdlib>
+
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+
+namespace signalrd {
+
+bool RedisValue::is_nil() const { return type == REDIS_REPLY_NIL; }
+bool RedisValue::is_string() const { return type == REDIS_REPLY_STRING; }
+bool RedisValue::is_array() const { return type == REDIS_REPLY_ARRAY; }
+bool RedisValue::is_integer() const { return type == REDIS_REPLY_INTEGER; }
+bool RedisValue::is_error() const { return type == REDIS_REPLY_ERROR; }
+
+std::string RedisEndpoint::describe() const
+{
+    if (!unix_path.empty()) {
+        return unix_path;
+    }
+    return host + ":" + std::to_string(port);
+}
+
+Result<RedisEndpoint> parse_redis_url(const std::string &url)
+{
+    RedisEndpoint ep;
+    const std::string unix_scheme = "unix://";
+    const std::string redis_scheme = "redis://";
+
+    if (url.rfind(unix_scheme, 0) == 0) {
+        ep.unix_path = url.substr(unix_scheme.size());
+        if (ep.unix_path.empty() || ep.unix_path.front() != '/') {
+            return Status::invalid_argument("redis_url: unix:// needs an absolute path");
+        }
+        return ep;
+    }
+    if (url.rfind(redis_scheme, 0) != 0) {
+        return Status::invalid_argument("redis_url must start with redis:// or unix://");
+    }
+
+    std::string rest = url.substr(redis_scheme.size());
+    size_t at = rest.rfind('@');
+    if (at != std::string::npos) {
+        std::string userinfo = rest.substr(0, at);
+        size_t colon = userinfo.find(':');
+        ep.password = colon == std::string::npos ? userinfo : userinfo.substr(colon + 1);
+        rest = rest.substr(at + 1);
+    }
+
+    size_t slash = rest.find('/');
+    if (slash != std::string::npos) {
+        std::string db = rest.substr(slash + 1);
+        rest = rest.substr(0, slash);
+        if (!db.empty()) {
+            char *end = nullptr;
+            long n = std::strtol(db.c_str(), &end, 10);
+            if (*end != '\0' || n < 0 || n > 1000) {
+                return Status::invalid_argument("redis_url: bad database number");
+            }
+            ep.db = static_cast<int>(n);
+        }
+    }
+
+    size_t colon = rest.rfind(':');
+    if (colon != std::string::npos && rest.find(']') == std::string::npos) {
+        char *end = nullptr;
+        long port = std::strtol(rest.c_str() + colon + 1, &end, 10);
+        if (*end != '\0' || port <= 0 || port > 65535) {
+            return Status::invalid_argument("redis_url: bad port");
+        }
+        ep.port = static_cast<int>(port);
+        rest = rest.substr(0, colon);
+    }
+    if (rest.empty()) {
+        return Status::invalid_argument("redis_url: no host");
+    }
+    ep.host = rest;
+    return ep;
+}
+
+namespace {
+
+RedisValue copy_reply(const redisReply *r)
+{
+    RedisValue v;
+
+    v.type = r->type;
+    v.integer = r->integer;
+    if (r->str != nullptr) {
+        v.str.assign(r->str, r->len);
+    }
+    for (size_t i = 0; i < r->elements; i++) {
+        v.elements.push_back(copy_reply(r->element[i]));
+    }
+    return v;
+}
+
+}  // namespace
+
+// A command waiting for its reply; completes exactly once, then is deleted.
+struct RedisClient::PendingCall {
+    virtual ~PendingCall() = default;
+    virtual void complete(Result<RedisValue> result) = 0;
+};
+
+namespace {
+
+template <typename Handler>
+struct CoroutineCall final : RedisClient::PendingCall {
+    explicit CoroutineCall(Handler h) : handler(std::move(h)) {}
+
+    void complete(Result<RedisValue> result) override
+    {
+        auto ex = asio::get_associated_executor(handler);
+        asio::post(ex, [h = std::move(handler), r = std::move(result)]() mutable {
+            std::move(h)(std::move(r));
+        });
+    }
+
+    Handler handler;
+};
+
+void reply_callback(redisAsyncContext *, void *reply, void *privdata)
+{
+    auto *call = static_cast<RedisClient::PendingCall *>(privdata);
+    auto *r = static_cast<redisReply *>(reply);
+
+    if (r == nullptr) {
+        call->complete(Status::unavailable("redis connection lost"));
+    } else if (r->type == REDIS_REPLY_ERROR) {
+        call->complete(Status::internal("redis: " + std::string(r->str, r->len)));
+    } else {
+        call->complete(copy_reply(r));
+    }
+    delete call;
+}
+
+}  // namespace
+
+// The Asio side of one hiredis context (see the design note in the header).
+struct RedisClient::Adapter : std::enable_shared_from_this<RedisClient::Adapter> {
+    Adapter(asio::any_io_executor ex, redisAsyncContext *ac) : descriptor(ex, ac->c.fd), context(ac)
+    {
+    }
+
+    void arm(bool reading)
+    {
+        bool &pending = reading ? read_pending : write_pending;
+        if (pending || dead) {
+            return;
+        }
+        pending = true;
+        auto what = reading ? asio::posix::descriptor_base::wait_read
+                            : asio::posix::descriptor_base::wait_write;
+        descriptor.async_wait(what, [self = shared_from_this(), reading](asio::error_code ec) {
+            self->on_ready(reading, ec);
+        });
+    }
+
+    void on_ready(bool reading, asio::error_code ec)
+    {
+        (reading ? read_pending : write_pending) = false;
+        if (dead || ec) {
+            return;
+        }
+        if (reading && want_read) {
+            redisAsyncHandleRead(context);
+        } else if (!reading && want_write) {
+            redisAsyncHandleWrite(context);
+        }
+        // the context may be gone now: cleanup() then set dead
+        if (!dead && (reading ? want_read : want_write)) {
+            arm(reading);
+        }
+    }
+
+    static void add_read(void *p) { set(p, true, true); }
+    static void del_read(void *p) { set(p, true, false); }
+    static void add_write(void *p) { set(p, false, true); }
+    static void del_write(void *p) { set(p, false, false); }
+
+    static void set(void *p, bool reading, bool on)
+    {
+        auto *self = static_cast<Adapter *>(p);
+        (reading ? self->want_read : self->want_write) = on;
+        if (on) {
+            self->arm(reading);
+        }
+    }
+
+    static void cleanup(void *p)
+    {
+        auto *self = static_cast<Adapter *>(p);
+        self->dead = true;
+        self->want_read = false;
+        self->want_write = false;
+        // hiredis closes the socket itself; release() only cancels our waits
+        self->descriptor.release();
+    }
+
+    asio::posix::stream_descriptor descriptor;
+    redisAsyncContext *context;
+    bool want_read = false;
+    bool want_write = false;
+    bool read_pending = false;
+    bool write_pending = false;
+    bool dead = false;
+};
+
+RedisClient::RedisClient(asio::any_io_executor executor, RedisEndpoint endpoint)
+    : executor_(executor),
+      endpoint_(std::move(endpoint)),
+      reconnect_timer_(executor),
+      connect_timer_(executor)
+{
+}
+
+RedisClient::~RedisClient()
+{
+    stop();
+}
+
+void RedisClient::start()
+{
+    if (!stopped_) {
+        return;
+    }
+    stopped_ = false;
+    alive_ = std::make_shared<bool>(true);
+    connect();
+    spawn_detached(executor_, keep_alive(), "redis keep-alive");
+}
+
+void RedisClient::stop()
+{
+    stopped_ = true;
+    if (alive_) {
+        *alive_ = false;
+        alive_.reset();
+    }
+    reconnect_timer_.cancel();
+    connect_timer_.cancel();
+    drop_connection(nullptr);
+}
+
+void RedisClient::connect()
+{
+    redisAsyncContext *ac = endpoint_.unix_path.empty()
+                                ? redisAsyncConnect(endpoint_.host.c_str(), endpoint_.port)
+                                : redisAsyncConnectUnix(endpoint_.unix_path.c_str());
+    if (ac == nullptr) {
+        log_error("redisAsyncConnect() failed: out of memory");
+        schedule_reconnect();
+        return;
+    }
+    if (ac->err) {
+        if (!reported_down_) {
+            log_warn("connect() to redis at %s failed: %s", endpoint_.describe().c_str(),
+                     ac->errstr);
+            reported_down_ = true;
+        }
+        redisAsyncFree(ac);
+        schedule_reconnect();
+        return;
+    }
+
+    context_ = ac;
+    ac->data = this;
+    adapter_ = std::make_shared<Adapter>(executor_, ac);
+    ac->ev.data = adapter_.get();
+    ac->ev.addRead = Adapter::add_read;
+    ac->ev.delRead = Adapter::del_read;
+    ac->ev.addWrite = Adapter::add_write;
+    ac->ev.delWrite = Adapter::del_write;
+    ac->ev.cleanup = Adapter::cleanup;
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    // setting the connect callback arms the first write event, which completes connect
+    redisAsyncSetConnectCallback(ac, on_connect);
+
+    connect_timer_.expires_after(std::chrono::seconds(3));
+    connect_timer_.async_wait([this, ac](asio::error_code ec) {
+        if (!ec && context_ == ac && !ready_) {
+            drop_connection("connect timed out");
+        }
+    });
+}
+
+void RedisClient::on_connect(const redisAsyncContext *ac, int status)
+{
+    auto *self = static_cast<RedisClient *>(ac->data);
+
+    self->connect_timer_.cancel();
+    if (status != REDIS_OK) {
+        if (!self->reported_down_) {
+            log_warn("connect() to redis at %s failed: %s", self->endpoint_.describe().c_str(),
+                     ac->errstr);
+            self->reported_down_ = true;
+        }
+        // hiredis frees the context after this callback returns
+        self->context_ = nullptr;
+        self->schedule_reconnect();
+        return;
+    }
+
+    auto *mutable_ac = const_cast<redisAsyncContext *>(ac);
+    if (!self->endpoint_.password.empty()) {
+        const char *argv[] = {"AUTH", self->endpoint_.password.c_str()};
+        size_t lens[] = {4, self->endpoint_.password.size()};
+        redisAsyncCommandArgv(mutable_ac, nullptr, nullptr, 2, argv, lens);
+    }
+    if (self->endpoint_.db != 0) {
+        std::string db = std::to_string(self->endpoint_.db);
+        const char *argv[] = {"SELECT", db.c_str()};
+        size_t lens[] = {6, db.size()};
+        redisAsyncCommandArgv(mutable_ac, nullptr, nullptr, 2, argv, lens);
+    }
+
+    self->ready_ = true;
+    self->backoff_ = std::chrono::milliseconds(100);
+    self->reported_down_ = false;
+    log_info("connected to redis at %s", self->endpoint_.describe().c_str());
+    self->was_up_ = true;
+}
+
+void RedisClient::on_disconnect(const redisAsyncContext *ac, int status)
+{
+    auto *self = static_cast<RedisClient *>(ac->data);
+
+    if (self->context_ == ac) {
+        self->context_ = nullptr;
+    }
+    if (self->ready_) {
+        self->ready_ = false;
+        if (!self->stopped_) {
+            log_warn("redis connection to %s lost%s%s", self->endpoint_.describe().c_str(),
+                     status == REDIS_OK ? "" : ": ", status == REDIS_OK ? "" : ac->errstr);
+            self->reported_down_ = true;
+        }
+    }
+    self->schedule_reconnect();
+}
+
+void RedisClient::drop_connection(const char *why)
+{
+    redisAsyncContext *ac = context_;
+
+    if (ac == nullptr) {
+        return;
+    }
+    if (why != nullptr && !reported_down_) {
+        log_warn("redis at %s: %s, reconnecting", endpoint_.describe().c_str(), why);
+        reported_down_ = true;
+    }
+    bool was_ready = ready_;
+    context_ = nullptr;
+    ready_ = false;
+    // fails every waiting command with a null reply; on_disconnect runs if it was up
+    redisAsyncFree(ac);
+    if (!was_ready) {
+        schedule_reconnect();
+    }
+}
+
+void RedisClient::schedule_reconnect()
+{
+    if (stopped_) {
+        return;
+    }
+    reconnect_timer_.expires_after(backoff_);
+    backoff_ = std::min(backoff_ * 2, std::chrono::milliseconds(5000));
+    reconnect_timer_.async_wait([this](asio::error_code ec) {
+        if (!ec && !stopped_ && context_ == nullptr) {
+            connect();
+        }
+    });
+}
+
+namespace {
+
+// A ping whose answer only proves the server is alive.
+struct PingCall final : RedisClient::PendingCall {
+    explicit PingCall(std::shared_ptr<bool> answered) : answered_(std::move(answered)) {}
+    void complete(Result<RedisValue> result) override { *answered_ = result.is_ok(); }
+    std::shared_ptr<bool> answered_;
+};
+
+}  // namespace
+
+asio::awaitable<void> RedisClient::keep_alive()
+{
+    std::shared_ptr<bool> alive = alive_;
+    asio::steady_timer timer(executor_);
+
+    while (*alive) {
+        auto answered = std::make_shared<bool>(false);
+        redisAsyncContext *pinged = nullptr;
+
+        if (ready_ && context_ != nullptr) {
+            pinged = context_;
+            submit({"PING"}, new PingCall(answered));
+        }
+
+        timer.expires_after(std::chrono::seconds(3));
+        co_await timer.async_wait(use_nothrow);
+        if (!*alive) {
+            break;
+        }
+        if (pinged != nullptr && pinged == context_ && !*answered) {
+            drop_connection("no answer to PING within 3 s");
+        }
+    }
+}
+
+void RedisClient::submit(const RedisArgs &args, PendingCall *call)
+{
+    std::vector<const char *> argv;
+    std::vector<size_t> lens;
+
+    for (const std::string &a : args) {
+        argv.push_back(a.data());
+        lens.push_back(a.size());
+    }
+    if (context_ == nullptr || !ready_ ||
+        redisAsyncCommandArgv(context_, call ? reply_callback : nullptr, call,
+                              static_cast<int>(argv.size()), argv.data(),
+                              lens.data()) != REDIS_OK) {
+        if (call != nullptr) {
+            call->complete(Status::unavailable("redis is not connected"));
+            delete call;
+        }
+    }
+}
+
+asio::awaitable<Result<RedisValue>> RedisClient::command(RedisArgs args)
+{
+    return asio::async_initiate<decltype(asio::use_awaitable), void(Result<RedisValue>)>(
+        [this](auto handler, RedisArgs a) {
+            using Handler = decltype(handler);
+            submit(a, new CoroutineCall<Handler>(std::move(handler)));
+        },
+        asio::use_awaitable, std::move(args));
+}
+
+asio::awaitable<Result<RedisValue>> RedisClient::transaction(std::vector<RedisArgs> commands)
+{
+    return asio::async_initiate<decltype(asio::use_awaitable), void(Result<RedisValue>)>(
+        [this](auto handler, std::vector<RedisArgs> cmds) {
+            using Handler = decltype(handler);
+            auto *call = new CoroutineCall<Handler>(std::move(handler));
+            if (context_ == nullptr || !ready_) {
+                call->complete(Status::unavailable("redis is not connected"));
+                delete call;
+                return;
+            }
+            // nothing between these sends yields to the loop, so they stay together
+            submit({"MULTI"}, nullptr);
+            for (const RedisArgs &c : cmds) {
+                submit(c, nullptr);
+            }
+            submit({"EXEC"}, call);
+        },
+        asio::use_awaitable, std::move(commands));
+}
+
+}  // namespace signalrd

@@ -1,0 +1,111 @@
+// An asynchronous Redis client on the daemon's Asio loop, over hiredis's async API.
+//
+// Design note: hiredis ships adapters for libev, libevent, libuv and others, but not
+// for Asio, so RedisClient attaches its own: the context's ev hooks (addRead, delRead,
+// addWrite, delWrite, cleanup) map onto async_wait on an asio::posix::stream_descriptor
+// wrapping hiredis's socket, which hiredis keeps owning (the descriptor is released,
+// never closed, by us). Replies are copied into RedisValue trees and handed to the
+// waiting coroutine through asio::post, so no user code runs inside a hiredis callback
+// and no exception can cross one.
+//
+// The client reconnects on its own (backoff 100 ms doubling to 5 s) and pings every
+// 2 s; a ping unanswered for 3 s drops the connection, which also fails every
+// command still waiting, so no caller waits forever on a stalled server. While it is
+// down, commands fail at once with StatusCode::unavailable.
+
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "asio_util.h"
+#include "status.h"
+
+struct redisAsyncContext;
+
+namespace signalrd {
+
+// A reply, owned. type is one of hiredis's REDIS_REPLY_* values.
+struct RedisValue {
+    int type = 4;   // REDIS_REPLY_NIL
+    long long integer = 0;
+    std::string str;                 // for strings, statuses and errors
+    std::vector<RedisValue> elements;
+
+    bool is_nil() const;
+    bool is_string() const;
+    bool is_array() const;
+    bool is_integer() const;
+    bool is_error() const;
+};
+
+// Where the server is: redis://[:password@]host[:port][/db] or unix:///path.
+struct RedisEndpoint {
+    std::string host;     // empty for a Unix socket
+    int port = 6379;
+    std::string unix_path;
+    std::string password; // never logged
+    int db = 0;
+
+    // host:port or the path, for logs.
+    std::string describe() const;
+};
+
+Result<RedisEndpoint> parse_redis_url(const std::string &url);
+
+using RedisArgs = std::vector<std::string>;
+
+class RedisClient {
+public:
+    RedisClient(asio::any_io_executor executor, RedisEndpoint endpoint);
+    ~RedisClient();
+
+    RedisClient(const RedisClient &) = delete;
+    RedisClient &operator=(const RedisClient &) = delete;
+
+    // Starts connecting; keeps trying until stop().
+    void start();
+    // Disconnects; waiting commands fail with unavailable.
+    void stop();
+
+    bool connected() const { return ready_; }
+
+    // Sends one command. An error reply from Redis becomes StatusCode::internal with
+    // Redis's text; a lost or absent connection, StatusCode::unavailable.
+    asio::awaitable<Result<RedisValue>> command(RedisArgs args);
+
+    // Sends MULTI, commands and EXEC back to back, so that no command of another
+    // coroutine can fall inside the transaction. Returns EXEC's array of replies
+    // (an element may be an error reply).
+    asio::awaitable<Result<RedisValue>> transaction(std::vector<RedisArgs> commands);
+
+    struct PendingCall;
+    struct Adapter;
+
+private:
+    void connect();
+    void schedule_reconnect();
+    void drop_connection(const char *why);
+    asio::awaitable<void> keep_alive();
+    void submit(const RedisArgs &args, PendingCall *call);
+    static void on_connect(const redisAsyncContext *ac, int status);
+    static void on_disconnect(const redisAsyncContext *ac, int status);
+
+    asio::any_io_executor executor_;
+    RedisEndpoint endpoint_;
+    redisAsyncContext *context_ = nullptr;
+    std::shared_ptr<Adapter> adapter_;
+    asio::steady_timer reconnect_timer_;
+    asio::steady_timer connect_timer_;
+    std::chrono::milliseconds backoff_{100};
+    bool ready_ = false;
+    bool stopped_ = true;
+    bool was_up_ = false;
+    bool reported_down_ = false;
+    std::shared_ptr<bool> alive_;   // tells the keep-alive loop the client still exists
+};
+
+}  // namespace signalrd

@@ -1,0 +1,66 @@
+// Runs assistant replies: takes tokens from the provider, stores each fragment in Redis
+// and only then publishes it to live streams, so that whatever a client was shown can
+// be replayed after any failure. One reply per conversation at a time, guarded across
+// instances by the lease in Redis (see conversation_store.h).
+//
+// A reply's last token is held back until the provider says whether another follows,
+// so that the last fragment can carry isFinal. A reply that is cancelled ends with a
+// final fragment saying so; one that fails, with a generic apology; one that a shutdown
+// or a crash cut short, with a final fragment saying it was interrupted. The stored
+// message's text is always the concatenation of its fragments' texts.
+
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+#include "conversation_store.h"
+#include "fragment_bus.h"
+#include "provider.h"
+
+namespace signalrd {
+
+inline constexpr const char *cancelled_text = "Generation was cancelled.";
+inline constexpr const char *interrupted_text = "Generation was interrupted.";
+inline constexpr const char *failed_text = "Sorry, the reply could not be completed.";
+
+class ReplyRunner {
+public:
+    ReplyRunner(asio::any_io_executor executor, ConversationStore &store, FragmentBus &bus,
+                Provider &provider);
+
+    // Publishes the user turn just stored and starts the reply whose lease it holds.
+    void start(const NewTurn &turn);
+
+    // Stops the conversation's reply if it runs here; returns whether one did.
+    bool cancel(const std::string &conversation_id);
+
+    bool running(const std::string &conversation_id) const;
+    size_t active() const { return replies_.size(); }
+
+    // Interrupts every reply; they end (and are stored) shortly after.
+    void shutdown();
+
+    // Ends a reply left unfinished by an instance that died: when the snapshot shows
+    // fragments of no finished message and no lease, takes the lease and stores a final
+    // "interrupted" fragment, which live streams then receive.
+    asio::awaitable<Status> recover(const ConversationSnapshot &snapshot);
+
+private:
+    struct Reply;
+
+    asio::awaitable<void> run(std::shared_ptr<Reply> reply, ReplyRequest request);
+    asio::awaitable<void> keep_lease(std::shared_ptr<Reply> reply);
+    asio::awaitable<Status> emit(Reply &reply, std::string text);
+    asio::awaitable<void> finish(Reply &reply, std::string final_text);
+
+    asio::any_io_executor executor_;
+    ConversationStore &store_;
+    FragmentBus &bus_;
+    Provider &provider_;
+    std::unordered_map<std::string, std::shared_ptr<Reply>> replies_;   // by conversation
+};
+
+}  // namespace signalrd

@@ -1,0 +1,134 @@
+#include "uuid.h"
+
+#include <chrono>
+
+#include <sys/random.h>
+
+namespace signalrd {
+
+namespace {
+
+constexpr uint64_t counter_bits = 42;
+constexpr uint64_t counter_mask = (uint64_t{1} << counter_bits) - 1;
+
+uint64_t random_u64()
+{
+    uint64_t value = 0;
+
+    // getrandom() on a small buffer does not fail once the pool is initialised; if it
+    // ever does, the counter and the clock still keep the ids unique in this process
+    if (getrandom(&value, sizeof(value), 0) != sizeof(value)) {
+        value = static_cast<uint64_t>(
+            std::chrono::steady_clock::now().time_since_epoch().count()) * 0x9e3779b97f4a7c15u;
+    }
+    return value;
+}
+
+std::string format_uuid(const std::array<uint8_t, 16> &bytes)
+{
+    static const char hex[] = "0123456789abcdef";
+    std::string out;
+
+    out.reserve(36);
+    for (size_t i = 0; i < bytes.size(); i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10) {
+            out.push_back('-');
+        }
+        out.push_back(hex[bytes[i] >> 4]);
+        out.push_back(hex[bytes[i] & 0x0f]);
+    }
+    return out;
+}
+
+}  // namespace
+
+std::string UuidV7Generator::next()
+{
+    auto now = std::chrono::system_clock::now().time_since_epoch();
+    return next_at(static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(now).count()));
+}
+
+std::string UuidV7Generator::next_at(uint64_t unix_ms)
+{
+    uint64_t rnd = random_u64();
+
+    if (unix_ms > last_ms_) {
+        // a fresh millisecond: start the counter at a random value with its top bit
+        // clear, leaving room for at least 2^41 more ids in that millisecond
+        last_ms_ = unix_ms;
+        counter_ = rnd & (counter_mask >> 1);
+    } else if (counter_ == counter_mask) {
+        // counter exhausted, or the clock went back: borrow the next millisecond
+        last_ms_++;
+        counter_ = rnd & (counter_mask >> 1);
+    } else {
+        counter_++;
+    }
+
+    uint64_t tail = random_u64() & 0xffffffffu;
+    uint64_t rand_a = counter_ >> 30;              // 12 bits
+    uint64_t rand_b_high = counter_ & 0x3fffffffu; // 30 bits
+    std::array<uint8_t, 16> b{};
+
+    for (int i = 0; i < 6; i++) {
+        b[i] = static_cast<uint8_t>(last_ms_ >> (40 - 8 * i));
+    }
+    b[6] = static_cast<uint8_t>(0x70 | (rand_a >> 8));
+    b[7] = static_cast<uint8_t>(rand_a);
+    b[8] = static_cast<uint8_t>(0x80 | (rand_b_high >> 24));
+    b[9] = static_cast<uint8_t>(rand_b_high >> 16);
+    b[10] = static_cast<uint8_t>(rand_b_high >> 8);
+    b[11] = static_cast<uint8_t>(rand_b_high);
+    for (int i = 0; i < 4; i++) {
+        b[12 + i] = static_cast<uint8_t>(tail >> (24 - 8 * i));
+    }
+    return format_uuid(b);
+}
+
+std::string new_uuid_v7()
+{
+    static UuidV7Generator generator;
+    return generator.next();
+}
+
+std::optional<std::string> normalize_uuid(std::string_view text)
+{
+    std::string out;
+
+    if (text.size() != 36) {
+        return std::nullopt;
+    }
+    out.reserve(36);
+    for (size_t i = 0; i < text.size(); i++) {
+        char ch = text[i];
+        bool dash_at = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash_at) {
+            if (ch != '-') {
+                return std::nullopt;
+            }
+        } else if (ch >= 'A' && ch <= 'F') {
+            ch = static_cast<char>(ch - 'A' + 'a');
+        } else if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f'))) {
+            return std::nullopt;
+        }
+        out.push_back(ch);
+    }
+    return out;
+}
+
+std::optional<uint64_t> uuid_v7_time(std::string_view uuid)
+{
+    auto canonical = normalize_uuid(uuid);
+    if (!canonical || (*canonical)[14] != '7') {
+        return std::nullopt;
+    }
+
+    uint64_t ms = 0;
+    for (char ch : canonical->substr(0, 8) + canonical->substr(9, 4)) {
+        ms = (ms << 4) | static_cast<uint64_t>(ch <= '9' ? ch - '0' : ch - 'a' + 10);
+    }
+    return ms;
+}
+
+}  // namespace signalrd

@@ -1,0 +1,99 @@
+// The daemon's side of the worker link (docs/ipc.md): one session per nginx worker on
+// the worker socket. Frames are parsed and built by the shared library (sr_ipc_*).
+//
+// A session waits for the worker's HELLO, answers with its own, then feeds OPEN,
+// INVOKE and CLOSED to the hub registry and answers PING with PONG. Outbound frames
+// are appended to one buffer and written in batches: whatever accumulates while a
+// write is in flight goes out in the next single write. The buffer is bounded: a worker
+// that stops reading has its link dropped rather than the daemon's memory grown; the
+// worker then reconnects and re-opens its connections, and its clients resume.
+
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include <signalr/buf.h>
+
+#include "asio_util.h"
+#include "hub_registry.h"
+#include "status.h"
+
+namespace signalrd {
+
+struct LinkOptions {
+    size_t max_outbound = 16u << 20;   // bytes queued toward one worker
+    size_t max_frame = 0;              // 0: SR_IPC_MAX_FRAME
+    std::string node;                  // sent in HELLO
+};
+
+class WorkerLink final : public LinkPort, public std::enable_shared_from_this<WorkerLink> {
+public:
+    WorkerLink(asio::local::stream_protocol::socket socket, HubRegistry &registry,
+               const LinkOptions &options, unsigned number, std::function<void()> on_end);
+    ~WorkerLink() override;
+
+    void start();
+
+    bool send_message(const std::string &connection_id, const sr_message_t &msg) override;
+    void send_close(const std::string &connection_id, const char *error,
+                    bool allow_reconnect) override;
+
+    // Writes what is queued, then closes.
+    void close_after_flush();
+
+    unsigned number() const { return number_; }
+    size_t queued_bytes() const { return out_.len + inflight_.len; }
+
+private:
+    asio::awaitable<void> read_loop();
+    asio::awaitable<void> write_loop();
+    Status handle_frame(const sr_ipc_frame_t &frame);
+    Status handle_hello(const sr_ipc_frame_t &frame);
+    Status handle_open(const std::string &id, const sr_ipc_frame_t &frame);
+    void handle_invoke(const std::string &id, const sr_ipc_frame_t &frame);
+    void queued();
+    void fail(const char *why);
+
+    asio::local::stream_protocol::socket socket_;
+    HubRegistry &registry_;
+    LinkOptions options_;
+    unsigned number_;
+    std::function<void()> on_end_;
+    std::vector<unsigned char> in_;
+    size_t in_len_ = 0;
+    sr_buf_t out_;
+    sr_buf_t inflight_;
+    bool hello_seen_ = false;
+    bool writing_ = false;
+    bool closing_ = false;
+    bool failed_ = false;
+    int64_t worker_pid_ = 0;
+};
+
+class WorkerLinkServer {
+public:
+    WorkerLinkServer(asio::any_io_executor executor, HubRegistry &registry, LinkOptions options);
+
+    Status listen(const std::string &path);
+    void stop_accepting();
+    // Flushes and closes every link.
+    void close_all();
+
+    size_t link_count() const { return links_.size(); }
+
+private:
+    asio::awaitable<void> accept_loop();
+
+    asio::any_io_executor executor_;
+    HubRegistry &registry_;
+    LinkOptions options_;
+    asio::local::stream_protocol::acceptor acceptor_;
+    std::map<unsigned, std::shared_ptr<WorkerLink>> links_;
+    unsigned next_number_ = 1;
+};
+
+}  // namespace signalrd

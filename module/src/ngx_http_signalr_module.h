@@ -1,0 +1,216 @@
+/*
+ * ngx_http_signalr_module: types shared by the files of the module.
+ *
+ * One request of a hub location becomes one SignalR connection: the
+ * WebSocket handler owns the client socket after the 101 answer, the
+ * session layer speaks the hub protocol on it, and the link forwards hub
+ * messages to the daemon over one Unix socket per worker.
+ */
+
+#ifndef _NGX_HTTP_SIGNALR_MODULE_H_INCLUDED_
+#define _NGX_HTTP_SIGNALR_MODULE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <signalr/buf.h>
+#include <signalr/error.h>
+#include <signalr/handshake.h>
+#include <signalr/hub_message.h>
+#include <signalr/ipc.h>
+#include <signalr/jwt.h>
+#include <signalr/negotiate.h>
+#include <signalr/websocket.h>
+
+
+#define NGX_HTTP_SIGNALR_DEFAULT_DAEMON  "unix:/run/signalrd/signalrd.sock"
+
+/* the bound of a close handshake before the socket is dropped */
+#define NGX_HTTP_SIGNALR_CLOSE_TIMEOUT   5000
+
+/* invocations a client may have waiting for a Completion */
+#define NGX_HTTP_SIGNALR_MAX_PENDING     1024
+
+/* bounds of a hub message envelope, besides signalr_max_message_size */
+#define NGX_HTTP_SIGNALR_MAX_INVOCATION_ID  128
+#define NGX_HTTP_SIGNALR_MAX_ARGUMENTS      1024
+
+/* the longest user id a connection may carry */
+#define NGX_HTTP_SIGNALR_MAX_USER        1024
+
+#define NGX_HTTP_SIGNALR_UNSUPPORTED_TRANSPORTS                              \
+    (SR_TRANSPORT_SSE|SR_TRANSPORT_LONG_POLLING)
+
+
+typedef struct ngx_http_signalr_session_s  ngx_http_signalr_session_t;
+
+
+typedef struct {
+    ngx_str_t                    daemon;
+    ngx_addr_t                   daemon_addr;
+    ssize_t                      registry_size;
+    ngx_shm_zone_t              *registry_zone;
+    ngx_uint_t                   hubs;          /* hub locations */
+} ngx_http_signalr_main_conf_t;
+
+
+typedef struct {
+    ngx_str_t                    hub;
+    ngx_str_t                    location;      /* hub path, no "/" at end */
+    ngx_uint_t                   transports;
+    ngx_flag_t                   stateful_reconnect;
+    ngx_msec_t                   keepalive_interval;
+    ngx_msec_t                   client_timeout;
+    ngx_msec_t                   handshake_timeout;
+    size_t                       max_message_size;
+    size_t                       send_queue_size;
+    ngx_array_t                 *cors_origins;  /* of ngx_str_t */
+
+    ngx_flag_t                   jwt;
+    ngx_array_t                 *jwt_key_files; /* of ngx_str_t */
+    ngx_str_t                    jwt_issuer;
+    ngx_array_t                 *jwt_audiences; /* of ngx_str_t */
+    time_t                       jwt_leeway;
+    ngx_str_t                    jwt_user_claim;
+
+    /* built while merging, from the jwt fields above */
+    sr_jwt_keys_t               *jwt_keys;
+    sr_jwt_policy_t              jwt_policy;
+} ngx_http_signalr_loc_conf_t;
+
+
+/* what one request learnt about its SignalR connection */
+typedef struct {
+    ngx_str_t                    user;
+    json_t                      *claims;        /* owned; NULL without JWT */
+    ngx_str_t                    connection_id;
+    ngx_http_signalr_session_t  *session;
+    unsigned                     authenticated:1;
+} ngx_http_signalr_ctx_t;
+
+
+struct ngx_http_signalr_session_s {
+    ngx_str_node_t               node;          /* by connection id */
+    ngx_queue_t                  queue;         /* every session here */
+
+    ngx_http_request_t          *request;
+    ngx_connection_t            *connection;
+    ngx_http_signalr_loc_conf_t *conf;
+    ngx_shm_zone_t              *registry;
+
+    u_char                       id[SR_RANDOM_ID_LEN + 1];
+    u_char                       token[SR_RANDOM_ID_LEN + 1];
+    size_t                       token_len;     /* 0: not in registry */
+    ngx_str_t                    user;
+    json_t                      *claims;        /* owned reference */
+    sr_protocol_t                protocol;
+
+    sr_ws_parser_t               parser;
+    sr_buf_t                     in;            /* undecoded hub bytes */
+    sr_buf_t                     out;           /* frames for the client */
+    size_t                       out_pos;       /* sent part of out */
+
+    ngx_event_t                  timer;         /* handshake, keep-alive */
+    ngx_event_t                  close_timer;   /* close handshake bound */
+    ngx_msec_t                   last_recv;
+    ngx_msec_t                   last_sent;
+
+    ngx_rbtree_t                 pending;       /* invocation ids */
+    ngx_rbtree_node_t            pending_sentinel;
+    ngx_uint_t                   npending;
+
+    uint64_t                     received;      /* for stateful acks */
+    uint64_t                     acked;
+
+    unsigned                     handshaken:1;
+    unsigned                     opened:1;      /* OPEN sent on the link */
+    unsigned                     close_sent:1;  /* close frame queued */
+    unsigned                     close_flushed:1;
+    unsigned                     close_received:1;
+    unsigned                     read_closed:1; /* input is discarded */
+    unsigned                     stateful:1;
+    unsigned                     in_tree:1;
+};
+
+
+extern ngx_module_t  ngx_http_signalr_module;
+
+
+/* ngx_http_signalr_module.c */
+ngx_http_signalr_ctx_t *ngx_http_signalr_get_ctx(ngx_http_request_t *r);
+ngx_int_t ngx_http_signalr_send_problem(ngx_http_request_t *r,
+    ngx_uint_t status, const char *detail);
+ngx_int_t ngx_http_signalr_add_header(ngx_http_request_t *r,
+    const char *name, ngx_str_t *value);
+ngx_int_t ngx_http_signalr_is_hub_request(ngx_http_request_t *r,
+    ngx_http_signalr_loc_conf_t *slcf, ngx_uint_t *negotiate);
+ngx_table_elt_t *ngx_http_signalr_find_header(ngx_http_request_t *r,
+    const char *name, size_t len);
+ngx_int_t ngx_http_signalr_header_has_token(ngx_http_request_t *r,
+    const char *name, size_t len, const char *token);
+
+/* ngx_http_signalr_negotiate.c */
+ngx_int_t ngx_http_signalr_negotiate_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_signalr_cors_headers(ngx_http_request_t *r,
+    ngx_http_signalr_loc_conf_t *slcf);
+ngx_int_t ngx_http_signalr_is_preflight(ngx_http_request_t *r);
+
+/* ngx_http_signalr_auth.c */
+ngx_int_t ngx_http_signalr_auth_init(ngx_conf_t *cf);
+char *ngx_http_signalr_auth_merge(ngx_conf_t *cf,
+    ngx_http_signalr_loc_conf_t *prev, ngx_http_signalr_loc_conf_t *conf);
+
+/* ngx_http_signalr_websocket.c */
+ngx_int_t ngx_http_signalr_websocket_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_signalr_ws_send(ngx_http_signalr_session_t *s,
+    int opcode, const u_char *data, size_t len, ngx_uint_t force);
+void ngx_http_signalr_ws_close(ngx_http_signalr_session_t *s, int code,
+    const char *reason);
+
+/* ngx_http_signalr_session.c */
+ngx_int_t ngx_http_signalr_session_init(ngx_http_signalr_session_t *s);
+void ngx_http_signalr_session_input(ngx_http_signalr_session_t *s,
+    const u_char *data, size_t len);
+void ngx_http_signalr_session_shutdown(ngx_http_signalr_session_t *s);
+void ngx_http_signalr_session_overflow(ngx_http_signalr_session_t *s);
+void ngx_http_signalr_session_cleanup(void *data);
+void ngx_http_signalr_session_end(ngx_http_signalr_session_t *s,
+    const char *error, ngx_uint_t allow_reconnect, int code);
+ngx_http_signalr_session_t *ngx_http_signalr_session_find(ngx_str_t *id);
+void ngx_http_signalr_sessions_init(void);
+void ngx_http_signalr_sessions_link_up(void);
+void ngx_http_signalr_sessions_link_down(void);
+void ngx_http_signalr_session_deliver(ngx_str_t *id,
+    const u_char *payload, size_t len);
+void ngx_http_signalr_session_multicast(sr_ipc_id_iter_t *ids,
+    const u_char *payload, size_t len);
+void ngx_http_signalr_session_close_by_daemon(ngx_str_t *id,
+    const u_char *body, size_t len);
+
+/* ngx_http_signalr_link.c */
+ngx_int_t ngx_http_signalr_link_init_process(ngx_cycle_t *cycle);
+void ngx_http_signalr_link_exit_process(ngx_cycle_t *cycle);
+ngx_uint_t ngx_http_signalr_link_is_up(void);
+ngx_int_t ngx_http_signalr_link_open(ngx_http_signalr_session_t *s);
+ngx_int_t ngx_http_signalr_link_closed(ngx_http_signalr_session_t *s);
+ngx_int_t ngx_http_signalr_link_invoke(ngx_http_signalr_session_t *s,
+    const u_char *payload, size_t len);
+
+/* ngx_http_signalr_registry.c */
+#define NGX_HTTP_SIGNALR_REG_UNKNOWN    1
+#define NGX_HTTP_SIGNALR_REG_ATTACHED   2
+#define NGX_HTTP_SIGNALR_REG_OTHER_USER 3
+
+ngx_int_t ngx_http_signalr_registry_conf(ngx_conf_t *cf,
+    ngx_shm_zone_t *zone);
+ngx_int_t ngx_http_signalr_registry_add(ngx_shm_zone_t *zone,
+    ngx_str_t *token, ngx_str_t *id, ngx_str_t *user, ngx_msec_t ttl);
+ngx_int_t ngx_http_signalr_registry_attach(ngx_shm_zone_t *zone,
+    ngx_str_t *token, ngx_str_t *user, u_char *id, size_t id_size);
+void ngx_http_signalr_registry_remove(ngx_shm_zone_t *zone,
+    ngx_str_t *token);
+
+
+#endif /* _NGX_HTTP_SIGNALR_MODULE_H_INCLUDED_ */

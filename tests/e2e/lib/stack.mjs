@@ -1,0 +1,182 @@
+// Starts a whole stack (redis-server, signalrd, nginx with the module)
+// through conf/dev/run-stack, the same script `make run` uses, on a free
+// loopback port in a fresh temporary directory.
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, readFile } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+import { buildDir, moduleSo, requireBuilt, runStack, signalrd } from './paths.mjs';
+
+const verbose = Boolean(process.env.E2E_VERBOSE);
+const running = new Set();
+
+// A stack left behind by a crashing test file would hold its port: kill
+// what is left of every stack's process group when this process exits.
+process.on('exit', () => {
+    for (const child of running) {
+        try {
+            process.kill(-child.pid, 'SIGKILL');
+        } catch {
+            // already gone
+        }
+    }
+});
+
+// Asks the kernel for a free loopback port. Another process may take it
+// before nginx binds it; nginx then fails to start and the test says so.
+export async function freePort() {
+    const server = net.createServer();
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const { port } = server.address();
+    server.close();
+    await once(server, 'close');
+    return port;
+}
+
+// Settings given to the daemon through its environment, on top of
+// run-stack's configuration file. A model endpoint in the caller's
+// environment must not turn the deterministic demo provider off.
+function stackEnvironment(daemonEnv) {
+    const env = { ...process.env };
+    for (const name of Object.keys(env)) {
+        if (name.startsWith('AI_') || name.startsWith('SIGNALRD_') || name === 'REDIS_URL') {
+            delete env[name];
+        }
+    }
+    return { ...env, ...daemonEnv };
+}
+
+export class Stack {
+    constructor({ port, stateDir, child, logLines }) {
+        this.port = port;
+        this.url = `http://127.0.0.1:${port}`;
+        this.stateDir = stateDir;
+        this.child = child;
+        this.logLines = logLines;
+        this.exited = once(child, 'exit').then(([code, signal]) => ({ code, signal }));
+    }
+
+    // the process ids run-stack keeps in the state directory
+    async pidOf(name) {
+        const text = await readFile(path.join(this.stateDir, `${name}.pid`), 'utf8');
+        return Number.parseInt(text, 10);
+    }
+
+    async accessLog() {
+        return readFile(path.join(this.stateDir, 'access.log'), 'utf8').catch(() => '');
+    }
+
+    logTail(lines = 60) {
+        return this.logLines.slice(-lines).join('\n');
+    }
+
+    async health() {
+        try {
+            const response = await fetch(`${this.url}/healthz`, {
+                signal: AbortSignal.timeout(2000),
+            });
+            return response.status;
+        } catch {
+            return 0;
+        }
+    }
+
+    // Resolves once /healthz answers 200 through nginx; rejects when the
+    // stack exits first or the time runs out, with the stack's log.
+    async waitHealthy(timeoutMs = 30000) {
+        const deadline = Date.now() + timeoutMs;
+        let status = 0;
+        let exited = null;
+        this.exited.then((result) => { exited = result; });
+
+        while (Date.now() < deadline) {
+            if (exited) {
+                throw new Error(`stack exited (${JSON.stringify(exited)}) before it was healthy:\n`
+                    + this.logTail());
+            }
+            status = await this.health();
+            if (status === 200) {
+                return;
+            }
+            await sleep(100);
+        }
+        throw new Error(`GET /healthz did not answer 200 in ${timeoutMs} ms (last ${status}):\n`
+            + this.logTail());
+    }
+
+    // TERM to run-stack, which stops nginx, signalrd and redis and waits
+    // for them; KILL to the whole group if that takes too long.
+    async stop() {
+        if (this.child.exitCode === null && this.child.signalCode === null) {
+            this.child.kill('SIGTERM');
+        }
+        const timer = setTimeout(() => {
+            try {
+                process.kill(-this.child.pid, 'SIGKILL');
+            } catch {
+                // already gone
+            }
+        }, 30000);
+        const result = await this.exited;
+        clearTimeout(timer);
+        running.delete(this.child);
+        return result;
+    }
+}
+
+// options.env: daemon settings (SIGNALRD_DEMO_TOKEN_RATE, ...);
+// options.restartDaemon: run-stack starts signalrd again when it dies;
+// options.redisUrl: join that Redis instead of a private one.
+export async function startStack(options = {}) {
+    requireBuilt(moduleSo, signalrd, runStack);
+
+    const port = await freePort();
+    const stateDir = await mkdtemp(path.join(os.tmpdir(), 'signalr-e2e-'));
+    const args = [runStack, '--build', buildDir, '--port', String(port),
+        '--state-dir', stateDir, '--module', moduleSo, '--signalrd', signalrd,
+        '--stop-on-eof'];
+    if (options.restartDaemon) {
+        args.push('--restart-daemon');
+    }
+    if (options.redisUrl) {
+        args.push('--redis-url', options.redisUrl);
+    }
+
+    const child = spawn('bash', args, {
+        env: stackEnvironment(options.env ?? {}),
+        stdio: ['pipe', 'pipe', 'pipe'],
+        detached: true,
+    });
+    running.add(child);
+
+    const logLines = [];
+    const logFile = createWriteStream(path.join(stateDir, 'stack.log'));
+    for (const stream of [child.stdout, child.stderr]) {
+        stream.setEncoding('utf8');
+        stream.on('data', (chunk) => {
+            logFile.write(chunk);
+            logLines.push(...chunk.split('\n').filter((line) => line !== ''));
+            if (logLines.length > 2000) {
+                logLines.splice(0, logLines.length - 2000);
+            }
+            if (verbose) {
+                process.stderr.write(chunk);
+            }
+        });
+    }
+
+    const stack = new Stack({ port, stateDir, child, logLines });
+    try {
+        await stack.waitHealthy();
+    } catch (err) {
+        await stack.stop();
+        throw err;
+    }
+    return stack;
+}
