@@ -185,11 +185,17 @@ ChatScenario::on_hub_message(HubConnection &hub, const sr_message_t &msg,
     size_t         i = hub.index();
     Conversation  &c = convs_[i];
 
-    if (c.phase != Conversation::Phase::kStreaming
-        || msg.invocation_id == nullptr
+    if (msg.invocation_id == nullptr
         || strcmp(msg.invocation_id, kStreamId) != 0)
     {
         results_.count("unexpected_messages");
+        return;
+    }
+
+    if (c.phase != Conversation::Phase::kStreaming) {
+        // Crossed our CancelInvocation on the wire, or answer it.
+        results_.count(msg.type == SR_MSG_COMPLETION
+                       ? "completions_after_cancel" : "items_after_final");
         return;
     }
 

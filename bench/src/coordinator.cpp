@@ -43,16 +43,27 @@ void
 raise_fd_limit(size_t connections)
 {
     struct rlimit  rl;
+    rlim_t         need = 2 * connections + 64;
 
+    // Two sockets for a chat connection, one otherwise, and a margin.
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
         return;
+    }
+
+    if (rl.rlim_max < need) {
+        struct rlimit  more = {need, need};
+
+        // Only root may go past the hard limit; ulimit -n is the way
+        // otherwise.
+        if (setrlimit(RLIMIT_NOFILE, &more) == 0) {
+            return;
+        }
     }
 
     rl.rlim_cur = rl.rlim_max;
     setrlimit(RLIMIT_NOFILE, &rl);
 
-    // Two sockets for a chat connection, one otherwise, and a margin.
-    if (rl.rlim_cur < 2 * connections + 64) {
+    if (rl.rlim_cur < need) {
         fprintf(stderr, "signalr-bench: warning: fd limit %llu is low for "
                 "%zu connections: raise it with ulimit -n\n",
                 (unsigned long long) rl.rlim_cur, connections);
@@ -235,3 +246,137 @@ emit(const Options &opts, json_t *report)
         print_table(stdout, report);
     }
 }
+
+
+Status
+spawn_all(const Options &opts, std::vector<Child> &children)
+{
+    size_t  first = 0;
+
+    for (size_t i = 0; i < children.size(); i++) {
+        size_t  count = opts.connections / children.size()
+                        + (i < opts.connections % children.size() ? 1 : 0);
+
+        Status  s = spawn(opts, first, count, &children[i]);
+        if (!s.ok()) {
+            return s;
+        }
+        first += count;
+    }
+
+    return Status::Ok();
+}
+
+
+// Starts the measurement and waits until it should stop.
+void
+measure(const Options &opts, std::vector<Child> &children,
+    const std::vector<ProcTarget> &targets, ProcReport *procs)
+{
+    int64_t  start = monotonic_ns();
+
+    if (opts.scenario == "idle") {
+        procs->at_start = sample_all(targets);
+    }
+
+    tell(children, "start\n");
+
+    if (opts.scenario == "chat") {
+        pump(children, start + int64_t(opts.timeout_s * kNsPerSec),
+             [](const Child &c) { return c.result.has_value(); });
+    } else if (opts.scenario == "invoke") {
+        wait_for(children, opts.warmup_s + opts.duration_s);
+    } else {
+        wait_for(children, opts.hold_s);
+        procs->after = sample_all(targets);
+        procs->hold_s = double(monotonic_ns() - start) / kNsPerSec;
+    }
+
+    tell(children, "stop\n");
+    pump(children, monotonic_ns() + kStopGraceNs,
+         [](const Child &c) { return c.result.has_value(); });
+}
+
+
+void
+reap(std::vector<Child> &children)
+{
+    for (auto &c : children) {
+        if (c.control >= 0) {
+            close(c.control);   // a worker still running sees EOF
+        }
+        if (c.report >= 0) {
+            close(c.report);
+        }
+        if (c.pid > 0) {
+            waitpid(c.pid, nullptr, 0);
+        }
+    }
+}
+
+}  // namespace
+
+
+int
+run_coordinator(const Options &opts)
+{
+    std::vector<Child>       children(opts.procs);
+    std::vector<ProcTarget>  targets;
+    ProcReport               procs;
+    Results                  setup, run;
+    bool                     complete = true;
+
+    signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit(opts.connections);
+
+    if (opts.scenario == "idle") {
+        targets = find_targets(opts.pids, opts.nginx_master, opts.daemon_pid);
+        if (targets.empty()) {
+            fprintf(stderr, "signalr-bench: warning: no nginx worker or "
+                    "signalrd process found to sample\n");
+        }
+        procs.ticks_per_s = sysconf(_SC_CLK_TCK);
+        procs.before = sample_all(targets);
+    }
+
+    Status  s = spawn_all(opts, children);
+    if (!s.ok()) {
+        fprintf(stderr, "signalr-bench: %s\n", s.message().c_str());
+        reap(children);
+        return 1;
+    }
+
+    pump(children, monotonic_ns() + kSetupBudgetNs,
+         [](const Child &c) { return c.ready.has_value(); });
+
+    for (const auto &c : children) {
+        if (c.ready) {
+            setup.merge(*c.ready);
+        }
+    }
+    fprintf(stderr, "signalr-bench: %s: %llu connections ready, %llu "
+            "failed\n", opts.scenario.c_str(),
+            (unsigned long long) setup.counter("ready"),
+            (unsigned long long) setup.counter("failed"));
+
+    measure(opts, children, targets, &procs);
+
+    for (const auto &c : children) {
+        if (c.result) {
+            run.merge(*c.result);
+        } else {
+            complete = false;
+            run.error("a worker process sent no results");
+        }
+    }
+    reap(children);
+
+    json_t  *report = build_report(opts, setup, run,
+                                   opts.scenario == "idle" ? &procs : nullptr);
+    emit(opts, report);
+    json_decref(report);
+
+    return complete && setup.counter("ready") > 0 ? 0 : 1;
+}
+
+}  // namespace bench

@@ -126,6 +126,9 @@ Histogram::percentile(double p) const
 
     rank = uint64_t(std::ceil(p / 100.0 * double(count_)));
     rank = std::clamp<uint64_t>(rank, 1, count_);
+    if (rank == count_) {
+        return max_;   // the top rank is known exactly
+    }
 
     seen = 0;
     for (size_t i = 0; i < buckets_.size(); i++) {

@@ -34,7 +34,8 @@ public:
     double mean() const;
 
     // The value at percentile p (0 < p <= 100): the midpoint of the
-    // bucket holding that rank, clamped to [min, max]. 0 when empty.
+    // bucket holding that rank, clamped to [min, max]; the highest rank
+    // is max itself. 0 when empty.
     int64_t percentile(double p) const;
 
     // {"count":..,"sum":..,"min":..,"max":..,"buckets":[[i,n],...]}

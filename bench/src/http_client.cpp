@@ -18,17 +18,14 @@ void
 HttpClient::send(std::string request, Callback done)
 {
     queue_.push_back(Pending{std::move(request), std::move(done)});
-
-    if (!in_flight_) {
-        start_next();
-    }
+    start_next();
 }
 
 
 void
 HttpClient::start_next()
 {
-    if (queue_.empty()) {
+    if (queue_.empty() || in_flight_) {
         return;
     }
 

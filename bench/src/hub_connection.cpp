@@ -143,9 +143,10 @@ HubConnection::request_negotiate()
 {
     state_ = State::kNegotiate;
 
+    std::string  path = target_.hub_path + "/negotiate?negotiateVersion=1";
+
     http_->send(
-        http_request("POST", target_.hub_path + "/negotiate?negotiateVersion=1",
-                     target_.host, {auth_header()}, ""),
+        http_request("POST", path, target_.host, {auth_header()}, ""),
         [this](const Status &s, HttpResponse &r) {
             json_t      *doc;
             const char  *id;

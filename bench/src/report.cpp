@@ -198,25 +198,29 @@ build_report(const Options &opts, const Results &setup, const Results &run,
     double   delivered = double(run.counter("delivered"));
     json_t  *report;
 
-    report = json_pack(
-        "{sssssss{sIsIso}sfsIsfsososos{sfsf}}",
-        "scenario", opts.scenario.c_str(),
-        "label", opts.label.c_str(),
-        "date", utc_now().c_str(),
-        "setup",
+    report = json_object();
+    json_object_set_new(report, "scenario",
+                        json_string(opts.scenario.c_str()));
+    json_object_set_new(report, "label", json_string(opts.label.c_str()));
+    json_object_set_new(report, "date", json_string(utc_now().c_str()));
+    json_object_set_new(report, "config", config_json(opts));
+    json_object_set_new(report, "setup", json_pack(
+        "{sIsIso}",
         "ready", json_int_t(setup.counter("ready")),
         "failed", json_int_t(setup.counter("failed")),
-        "errors", counters_json(setup.errors),
-        "window_s", window_s,
-        "delivered", json_int_t(run.counter("delivered")),
-        "delivered_per_s", window_s > 0 ? delivered / window_s : 0.0,
-        "latency_ms", latencies(run, setup),
-        "counters", counters_json(run.counters),
-        "errors", counters_json(run.errors),
-        "config", config_json(opts),
-        "generator_cpu_s",
+        "errors", counters_json(setup.errors)));
+    json_object_set_new(report, "window_s", json_real(window_s));
+    json_object_set_new(report, "delivered",
+                        json_integer(json_int_t(delivered)));
+    json_object_set_new(report, "delivered_per_s",
+                        json_real(window_s > 0 ? delivered / window_s : 0));
+    json_object_set_new(report, "latency_ms", latencies(run, setup));
+    json_object_set_new(report, "counters", counters_json(run.counters));
+    json_object_set_new(report, "errors", counters_json(run.errors));
+    json_object_set_new(report, "generator_cpu_s", json_pack(
+        "{sfsf}",
         "user", double(run.cpu_user_us) / 1e6,
-        "system", double(run.cpu_system_us) / 1e6);
+        "system", double(run.cpu_system_us) / 1e6));
 
     if (procs != nullptr) {
         json_object_set_new(report, "processes",

@@ -37,9 +37,9 @@ public:
     TcpStream(const TcpStream &) = delete;
     TcpStream &operator=(const TcpStream &) = delete;
 
-    // Starts connecting (again, when closed) to dst, from source when it is not null (port
-    // chosen by the kernel at connect time, so that many sources each
-    // get their own ephemeral range).
+    // Starts connecting (again, when closed) to dst, from source when
+    // it is not null (port chosen by the kernel at connect time, so that
+    // many sources each get their own ephemeral range).
     Status connect(const sockaddr_in &dst, const sockaddr_in *source);
 
     void set_handler(TcpStreamHandler *handler) { handler_ = handler; }

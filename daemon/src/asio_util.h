@@ -28,8 +28,8 @@ void spawn_detached(Executor &&ex, Awaitable &&coroutine, const char *what)
                        }
                        try {
                            std::rethrow_exception(e);
-                       } catch (const std::exception &ex) {
-                           log_error("%s failed: %s", what, ex.what());
+                       } catch (const std::exception &error) {
+                           log_error("%s failed: %s", what, error.what());
                        } catch (...) {
                            log_error("%s failed", what);
                        }

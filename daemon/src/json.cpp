@@ -54,7 +54,7 @@ std::string format_timestamp(int64_t unix_ms)
 {
     time_t secs = static_cast<time_t>(unix_ms / 1000);
     struct tm tm;
-    char buf[40];
+    char buf[96];
 
     gmtime_r(&secs, &tm);
     std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,

@@ -445,7 +445,6 @@ ngx_http_signalr_add_header(ngx_http_request_t *r, const char *name,
     h->key.data = (u_char *) name;
     h->key.len = ngx_strlen(name);
     h->value = *value;
-    h->next = NULL;
 
     return NGX_OK;
 }
@@ -723,7 +722,7 @@ ngx_http_signalr_init_main_conf(ngx_conf_t *cf, void *conf)
 
     ngx_conf_init_size_value(smcf->registry_size, 10 * 1024 * 1024);
 
-    if (smcf->registry_size < (ssize_t) (8 * ngx_pagesize)) {
+    if (smcf->registry_size < 8 * ngx_pagesize) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "signalr_registry_zone \"%z\" is too small",
                            smcf->registry_size);

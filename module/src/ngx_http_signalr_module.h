@@ -50,7 +50,7 @@ typedef struct ngx_http_signalr_session_s  ngx_http_signalr_session_t;
 typedef struct {
     ngx_str_t                    daemon;
     ngx_addr_t                   daemon_addr;
-    ssize_t                      registry_size;
+    size_t                       registry_size;
     ngx_shm_zone_t              *registry_zone;
     ngx_uint_t                   hubs;          /* hub locations */
 } ngx_http_signalr_main_conf_t;
@@ -108,6 +108,8 @@ struct ngx_http_signalr_session_s {
     sr_protocol_t                protocol;
 
     sr_ws_parser_t               parser;
+    u_char                      *early;         /* sent with the upgrade */
+    size_t                       early_len;
     sr_buf_t                     in;            /* undecoded hub bytes */
     sr_buf_t                     out;           /* frames for the client */
     size_t                       out_pos;       /* sent part of out */
@@ -132,6 +134,7 @@ struct ngx_http_signalr_session_s {
     unsigned                     read_closed:1; /* input is discarded */
     unsigned                     stateful:1;
     unsigned                     in_tree:1;
+    unsigned                     failed:1;      /* drop without closing */
 };
 
 
@@ -164,6 +167,7 @@ char *ngx_http_signalr_auth_merge(ngx_conf_t *cf,
 
 /* ngx_http_signalr_websocket.c */
 ngx_int_t ngx_http_signalr_websocket_handler(ngx_http_request_t *r);
+void ngx_http_signalr_ws_finalize(ngx_http_signalr_session_t *s);
 ngx_int_t ngx_http_signalr_ws_send(ngx_http_signalr_session_t *s,
     int opcode, const u_char *data, size_t len, ngx_uint_t force);
 void ngx_http_signalr_ws_close(ngx_http_signalr_session_t *s, int code,
@@ -187,7 +191,7 @@ void ngx_http_signalr_session_deliver(ngx_str_t *id,
 void ngx_http_signalr_session_multicast(sr_ipc_id_iter_t *ids,
     const u_char *payload, size_t len);
 void ngx_http_signalr_session_close_by_daemon(ngx_str_t *id,
-    const u_char *body, size_t len);
+    const char *error, ngx_uint_t allow_reconnect);
 
 /* ngx_http_signalr_link.c */
 ngx_int_t ngx_http_signalr_link_init_process(ngx_cycle_t *cycle);

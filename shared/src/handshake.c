@@ -95,7 +95,13 @@ sr_handshake_parse_request(const unsigned char *buf, size_t len,
     root = json_loadb((const char *) buf, end, JSON_REJECT_DUPLICATES,
                       &jerr);
 
-    if (root == NULL || !json_is_object(root)) {
+    if (root == NULL) {
+        return sr_error_set(err, SR_ERR_PROTOCOL,
+                            "handshake request is not valid JSON: %s",
+                            jerr.text);
+    }
+
+    if (!json_is_object(root)) {
         json_decref(root);
         return sr_error_set(err, SR_ERR_PROTOCOL,
                             "handshake request is not a JSON object");

@@ -13,6 +13,10 @@
 #include <signalr/error.h>
 #include <signalr/hub_message.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /*
  * Deepest nesting of arrays, maps and objects in one message payload,
  * the message's own array or object counting as level 1. msgpack-c's
@@ -72,5 +76,9 @@ char *sr_hub_strndup(const char *s, size_t len);
 
 /* 1 when a and b carry the same envelope and values, 0 otherwise. */
 int sr_hub_message_equal(const sr_message_t *a, const sr_message_t *b);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* SIGNALR_HUB_CODEC_INTERNAL_H */

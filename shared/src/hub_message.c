@@ -137,10 +137,15 @@ sr_frame_next_msgpack(const unsigned char *buf, size_t len, size_t max_size,
     const unsigned char **payload, size_t *payload_len, size_t *consumed,
     sr_error_t *err)
 {
-    size_t  i, value, least;
+    size_t  i, value;
 
     value = 0;
 
+    /*
+     * Overlong prefixes (a last byte of 0) are accepted, as other
+     * implementations do, so the bits read so far are all that bound
+     * the length from below.
+     */
     for (i = 0; i < SR_VARINT_MAX_BYTES; i++) {
         if (i == len) {
             return SR_AGAIN;
@@ -148,16 +153,13 @@ sr_frame_next_msgpack(const unsigned char *buf, size_t len, size_t max_size,
 
         value |= (size_t) (buf[i] & 0x7f) << (7 * i);
 
-        if (!(buf[i] & 0x80)) {
-            break;
-        }
-
-        /* more bytes follow, so the length is at least this much */
-        least = value + ((size_t) 1 << (7 * (i + 1)));
-
-        if (max_size && least > max_size && i + 1 < SR_VARINT_MAX_BYTES) {
+        if (max_size && value > max_size && value <= SR_MSGPACK_MAX_FRAME) {
             return sr_error_set(err, SR_ERR_TOO_LARGE,
                                 "message exceeds %zu bytes", max_size);
+        }
+
+        if (!(buf[i] & 0x80)) {
+            break;
         }
     }
 

@@ -382,15 +382,21 @@ sr_msgpack_cstring(const msgpack_object *obj, const char *name,
 
     s = &obj->via.str;
 
-    if (memchr(s->ptr, '\0', s->size) != NULL
-        || !sr_utf8_valid((const unsigned char *) s->ptr, s->size))
+    /* msgpack-c leaves ptr NULL for an empty string */
+    if (s->size == 0) {
+        *out = sr_hub_strndup("", 0);
+
+    } else if (memchr(s->ptr, '\0', s->size) != NULL
+               || !sr_utf8_valid((const unsigned char *) s->ptr, s->size))
     {
         return sr_error_set(err, SR_ERR_PROTOCOL,
                             "%s message has a '%s' that is not valid "
                             "UTF-8 text", name, key);
+
+    } else {
+        *out = sr_hub_strndup(s->ptr, s->size);
     }
 
-    *out = sr_hub_strndup(s->ptr, s->size);
     if (*out == NULL) {
         return sr_error_set(err, SR_ERR_NOMEM, "out of memory");
     }

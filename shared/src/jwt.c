@@ -11,14 +11,18 @@
  */
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <jwt.h>
 #include <openssl/core_names.h>
 #include <openssl/decoder.h>
+#include <openssl/ec.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/param_build.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
@@ -92,6 +96,7 @@ static int sr_b64url_value(unsigned char c);
 static int sr_b64url_decode(const char *in, size_t len, unsigned char **out,
     size_t *out_len);
 static char *sr_jwt_strdup(const char *s);
+static int sr_jwt_has(const char *data, size_t len, const char *needle);
 static int sr_jwt_keys_push(sr_jwt_keys_t *keys, sr_jwt_key_t *key,
     const char *kid, const char *alg, sr_error_t *err);
 static int sr_jwt_add_secret_alg(sr_jwt_keys_t *keys, const char *kid,
@@ -116,8 +121,13 @@ static json_t *sr_jwt_decode_part(const char *part, size_t len);
 static int sr_jwt_split(const char *token, size_t len, sr_jwt_parts_t *parts);
 static const sr_jwt_alg_t *sr_jwt_alg_find(const char *name);
 static int sr_jwt_key_fits(const sr_jwt_key_t *key, const sr_jwt_alg_t *alg);
-static int sr_jwt_verify_pss(const sr_jwt_key_t *key,
+static int sr_jwt_ec_der(const sr_jwt_key_t *key, const unsigned char *raw,
+    size_t raw_len, unsigned char **der, size_t *der_len);
+static int sr_jwt_verify_openssl(const sr_jwt_key_t *key,
     const sr_jwt_alg_t *alg, const sr_jwt_parts_t *parts);
+static int sr_jwt_verify_one(const sr_jwt_key_t *key,
+    const sr_jwt_alg_t *alg, const sr_jwt_parts_t *parts, const char *token,
+    int use_libjwt);
 static int sr_jwt_check_signature(const sr_jwt_keys_t *keys,
     const sr_jwt_parts_t *parts, sr_error_t *err);
 static int sr_jwt_time_claim(const json_t *payload, const char *name,
@@ -218,6 +228,25 @@ sr_jwt_strdup(const char *s)
     }
 
     return copy;
+}
+
+
+/* Whether needle occurs in data[0, len), which need not end in NUL. */
+
+static int
+sr_jwt_has(const char *data, size_t len, const char *needle)
+{
+    size_t  n, i;
+
+    n = strlen(needle);
+
+    for (i = 0; i + n <= len; i++) {
+        if (memcmp(data + i, needle, n) == 0) {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 
@@ -437,7 +466,7 @@ sr_jwt_pem_to_pkey(const char *pem, size_t len)
 
     pkey = NULL;
 
-    if (memmem(pem, len, "-----BEGIN CERTIFICATE-----", 27) != NULL) {
+    if (sr_jwt_has(pem, len, "-----BEGIN CERTIFICATE-----")) {
         bio = BIO_new_mem_buf(pem, (int) len);
         cert = (bio != NULL) ? PEM_read_bio_X509(bio, NULL, NULL, NULL)
                              : NULL;
@@ -763,4 +792,641 @@ sr_jwt_jwk_add(sr_jwt_keys_t *keys, const json_t *jwk, sr_error_t *err)
     }
 
     return sr_jwt_keys_add_pkey(keys, kid, alg, pkey, err);
+}
+
+
+static int
+sr_jwt_jwks_add(sr_jwt_keys_t *keys, const char *text, size_t len,
+    sr_error_t *err)
+{
+    json_error_t   jerr;
+    json_t        *root, *list, *jwk;
+    size_t         i, added;
+    int            rc;
+
+    root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+
+    if (!json_is_object(root)) {
+        json_decref(root);
+        return sr_error_set(err, SR_ERR_INVALID,
+                            "key file is not a json object (line %d)",
+                            jerr.line);
+    }
+
+    list = json_object_get(root, "keys");
+
+    if (list == NULL && json_object_get(root, "kty") != NULL) {
+        rc = sr_jwt_jwk_add(keys, root, err);
+        added = (rc == SR_OK);
+
+    } else if (!json_is_array(list)) {
+        rc = sr_error_set(err, SR_ERR_INVALID,
+                          "jwks without a \"keys\" array");
+        added = 0;
+
+    } else {
+        rc = SR_OK;
+        added = 0;
+
+        json_array_foreach(list, i, jwk) {
+            rc = json_is_object(jwk)
+                 ? sr_jwt_jwk_add(keys, jwk, err)
+                 : sr_error_set(err, SR_ERR_INVALID,
+                                "jwks key %zu is not an object", i);
+            if (rc < 0) {
+                break;
+            }
+
+            added += (rc == SR_OK);
+        }
+    }
+
+    json_decref(root);
+
+    if (rc >= 0 && added == 0) {
+        return sr_error_set(err, SR_ERR_INVALID,
+                            "jwks holds no usable signing key");
+    }
+
+    return (rc < 0) ? rc : SR_OK;
+}
+
+
+/*
+ * "-----BEGIN" anywhere makes the file PEM; a first non-blank "{" makes
+ * it JSON (a JWKS or one JWK); anything else is an HMAC secret, taken
+ * byte for byte but for the line ending editors add.
+ */
+
+int
+sr_jwt_keys_load_file(sr_jwt_keys_t *keys, const char *path,
+    sr_error_t *err)
+{
+    char    *data;
+    size_t   len, i, n;
+    int      rc;
+
+    rc = sr_jwt_read_file(path, &data, &len, err);
+    if (rc != SR_OK) {
+        return rc;
+    }
+
+    for (i = 0; i < len && strchr(" \t\r\n", data[i]) != NULL; i++) {
+        /* skip leading blanks */
+    }
+
+    n = len;
+    while (n > 0 && (data[n - 1] == '\n' || data[n - 1] == '\r')) {
+        n--;
+    }
+
+    if (sr_jwt_has(data, len, "-----BEGIN")) {
+        rc = sr_jwt_keys_add_pem(keys, NULL, data, len, err);
+
+    } else if (i < len && data[i] == '{') {
+        rc = sr_jwt_jwks_add(keys, data, len, err);
+
+    } else if (n == 0) {
+        rc = sr_error_set(err, SR_ERR_INVALID, "key file \"%s\" is empty",
+                          path);
+
+    } else {
+        rc = sr_jwt_keys_add_secret(keys, NULL, (unsigned char *) data, n,
+                                    err);
+    }
+
+    OPENSSL_clear_free(data, len + 1);
+
+    return rc;
+}
+
+
+static json_t *
+sr_jwt_decode_part(const char *part, size_t len)
+{
+    unsigned char  *text;
+    json_error_t    jerr;
+    json_t         *value;
+    size_t          text_len;
+
+    if (sr_b64url_decode(part, len, &text, &text_len) != SR_OK) {
+        return NULL;
+    }
+
+    value = json_loadb((const char *) text, text_len,
+                       JSON_REJECT_DUPLICATES, &jerr);
+    free(text);
+
+    if (!json_is_object(value)) {
+        json_decref(value);
+        return NULL;
+    }
+
+    return value;
+}
+
+
+/* Three base64url parts, the first two JSON objects. */
+
+static int
+sr_jwt_split(const char *token, size_t len, sr_jwt_parts_t *parts)
+{
+    const char  *dot1, *dot2;
+    size_t       i;
+
+    memset(parts, 0, sizeof(*parts));
+
+    if (len == 0 || len > SR_JWT_MAX_TOKEN) {
+        return SR_ERR_AUTH;
+    }
+
+    dot1 = memchr(token, '.', len);
+    dot2 = dot1 ? memchr(dot1 + 1, '.', len - (size_t) (dot1 + 1 - token))
+                : NULL;
+
+    if (dot2 == NULL) {
+        return SR_ERR_AUTH;
+    }
+
+    parts->token = token;
+    parts->signed_len = (size_t) (dot2 - token);
+    parts->signature = dot2 + 1;
+    parts->signature_len = len - parts->signed_len - 1;
+
+    for (i = 0; i < parts->signature_len; i++) {
+        if (sr_b64url_value((unsigned char) parts->signature[i]) < 0) {
+            return SR_ERR_AUTH;
+        }
+    }
+
+    parts->header = sr_jwt_decode_part(token, (size_t) (dot1 - token));
+    parts->payload = sr_jwt_decode_part(dot1 + 1,
+                                        (size_t) (dot2 - dot1 - 1));
+
+    if (parts->header == NULL || parts->payload == NULL) {
+        json_decref(parts->header);
+        json_decref(parts->payload);
+        parts->header = NULL;
+        parts->payload = NULL;
+        return SR_ERR_AUTH;
+    }
+
+    return SR_OK;
+}
+
+
+static const sr_jwt_alg_t *
+sr_jwt_alg_find(const char *name)
+{
+    size_t  i;
+
+    for (i = 0; i < sizeof(sr_jwt_algs) / sizeof(sr_jwt_algs[0]); i++) {
+        if (strcmp(sr_jwt_algs[i].name, name) == 0) {
+            return &sr_jwt_algs[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+/* The key's type, its JWKS "alg" and its curve must all agree. */
+
+static int
+sr_jwt_key_fits(const sr_jwt_key_t *key, const sr_jwt_alg_t *alg)
+{
+    if (key->type != alg->type) {
+        return 0;
+    }
+
+    if (key->alg != NULL && strcmp(key->alg, alg->name) != 0) {
+        return 0;
+    }
+
+    return key->ec_alg == NULL || strcmp(key->ec_alg, alg->name) == 0;
+}
+
+
+/* JWS carries an ECDSA signature as R || S; OpenSSL wants DER. */
+
+static int
+sr_jwt_ec_der(const sr_jwt_key_t *key, const unsigned char *raw,
+    size_t raw_len, unsigned char **der, size_t *der_len)
+{
+    unsigned char  *p;
+    ECDSA_SIG      *sig;
+    BIGNUM         *r, *s;
+    size_t          half;
+    int             n;
+
+    half = ((size_t) EVP_PKEY_get_bits(key->pkey) + 7) / 8;
+
+    if (raw_len != 2 * half) {
+        return 0;
+    }
+
+    sig = ECDSA_SIG_new();
+    r = BN_bin2bn(raw, (int) half, NULL);
+    s = BN_bin2bn(raw + half, (int) half, NULL);
+
+    if (sig == NULL || r == NULL || s == NULL
+        || ECDSA_SIG_set0(sig, r, s) != 1)
+    {
+        ECDSA_SIG_free(sig);
+        BN_free(r);
+        BN_free(s);
+        return 0;
+    }
+
+    n = i2d_ECDSA_SIG(sig, NULL);
+    p = (n > 0) ? malloc((size_t) n) : NULL;
+
+    *der = p;
+    *der_len = (p != NULL) ? (size_t) i2d_ECDSA_SIG(sig, &p) : 0;
+
+    ECDSA_SIG_free(sig);
+
+    return *der != NULL;
+}
+
+
+/*
+ * OpenSSL's check, for what libjwt 1.10 cannot do: PS* (it has no
+ * RSA-PSS) and tokens whose "typ" is not "JWT" (it refuses them, while
+ * RFC 7519 leaves typ to applications and identity servers issue
+ * "at+jwt" access tokens). Returns 1 when the signature holds.
+ */
+
+static int
+sr_jwt_verify_openssl(const sr_jwt_key_t *key, const sr_jwt_alg_t *alg,
+    const sr_jwt_parts_t *parts)
+{
+    unsigned char   mac[EVP_MAX_MD_SIZE];
+    unsigned char  *sig, *der;
+    unsigned int    mac_len;
+    EVP_PKEY_CTX   *pctx;
+    EVP_MD_CTX     *ctx;
+    size_t          sig_len, der_len;
+    int             ok;
+
+    if (sr_b64url_decode(parts->signature, parts->signature_len, &sig,
+                         &sig_len) != SR_OK)
+    {
+        return 0;
+    }
+
+    if (key->type == SR_JWT_KEY_HMAC) {
+        ok = HMAC(alg->md(), key->material, (int) key->material_len,
+                  (const unsigned char *) parts->token, parts->signed_len,
+                  mac, &mac_len) != NULL
+             && mac_len == sig_len && CRYPTO_memcmp(mac, sig, sig_len) == 0;
+        free(sig);
+        return ok;
+    }
+
+    if (key->type == SR_JWT_KEY_EC) {
+        ok = sr_jwt_ec_der(key, sig, sig_len, &der, &der_len);
+        free(sig);
+
+        if (!ok) {
+            return 0;
+        }
+
+        sig = der;
+        sig_len = der_len;
+    }
+
+    pctx = NULL;
+    ctx = EVP_MD_CTX_new();
+
+    ok = ctx != NULL
+         && EVP_DigestVerifyInit(ctx, &pctx, alg->md(), NULL, key->pkey) == 1
+         && (!alg->pss
+             || (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING)
+                 == 1
+                 && EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx,
+                                                     RSA_PSS_SALTLEN_DIGEST)
+                 == 1))
+         && EVP_DigestVerify(ctx, sig, sig_len,
+                             (const unsigned char *) parts->token,
+                             parts->signed_len) == 1;
+
+    EVP_MD_CTX_free(ctx);
+    free(sig);
+
+    return ok;
+}
+
+
+static int
+sr_jwt_verify_one(const sr_jwt_key_t *key, const sr_jwt_alg_t *alg,
+    const sr_jwt_parts_t *parts, const char *token, int use_libjwt)
+{
+    jwt_t  *jwt;
+    int     ok;
+
+    if (parts->signature_len == 0) {
+        return 0;
+    }
+
+    if (alg->pss || !use_libjwt) {
+        return sr_jwt_verify_openssl(key, alg, parts);
+    }
+
+    jwt = NULL;
+
+    ok = jwt_decode(&jwt, token, key->material, (int) key->material_len)
+         == 0
+         && jwt != NULL && jwt_get_alg(jwt) == jwt_str_alg(alg->name);
+
+    if (jwt != NULL) {
+        jwt_free(jwt);
+    }
+
+    return ok;
+}
+
+
+/*
+ * Picks the keys by kid (a key without a kid matches any) and tries
+ * those whose type fits the header's alg. Keys a token names by URL or
+ * embeds (jku, x5u, jwk) are never used.
+ */
+
+static int
+sr_jwt_check_signature(const sr_jwt_keys_t *keys,
+    const sr_jwt_parts_t *parts, sr_error_t *err)
+{
+    const sr_jwt_alg_t  *alg;
+    const sr_jwt_key_t  *key;
+    const json_t        *kid_v, *typ;
+    const char          *name, *kid;
+    char                *token;
+    size_t               i, named, fitting;
+    int                  ok, use_libjwt;
+
+    name = json_string_value(json_object_get(parts->header, "alg"));
+    kid_v = json_object_get(parts->header, "kid");
+    typ = json_object_get(parts->header, "typ");
+
+    if (name == NULL || (kid_v != NULL && !json_is_string(kid_v))
+        || (typ != NULL && !json_is_string(typ))
+        || json_object_get(parts->header, "crit") != NULL)
+    {
+        return sr_error_set(err, SR_ERR_AUTH, "malformed token");
+    }
+
+    alg = sr_jwt_alg_find(name);
+    if (alg == NULL) {
+        return sr_error_set(err, SR_ERR_AUTH, "algorithm not allowed");
+    }
+
+    kid = json_string_value(kid_v);
+    use_libjwt = typ == NULL
+                 || strcasecmp(json_string_value(typ), "JWT") == 0;
+
+    token = malloc(parts->signed_len + 1 + parts->signature_len + 1);
+    if (token == NULL) {
+        return sr_error_set(err, SR_ERR_NOMEM, "out of memory");
+    }
+
+    memcpy(token, parts->token, parts->signed_len + 1 + parts->signature_len);
+    token[parts->signed_len + 1 + parts->signature_len] = '\0';
+
+    named = 0;
+    fitting = 0;
+    ok = 0;
+
+    for (i = 0; !ok && i < keys->n; i++) {
+        key = &keys->keys[i];
+
+        if (kid != NULL && key->kid != NULL && strcmp(key->kid, kid) != 0) {
+            continue;
+        }
+
+        named++;
+
+        if (sr_jwt_key_fits(key, alg)) {
+            fitting++;
+            ok = sr_jwt_verify_one(key, alg, parts, token, use_libjwt);
+        }
+    }
+
+    free(token);
+
+    if (ok) {
+        return SR_OK;
+    }
+
+    return sr_error_set(err, SR_ERR_AUTH, "%s",
+                        named == 0 ? "unknown key"
+                        : fitting == 0 ? "algorithm not allowed"
+                        : "invalid signature");
+}
+
+
+/* 0 when absent, 1 with *value when a number, -1 for another type. */
+
+static int
+sr_jwt_time_claim(const json_t *payload, const char *name, double *value)
+{
+    const json_t  *v;
+
+    v = json_object_get(payload, name);
+
+    if (v == NULL) {
+        return 0;
+    }
+
+    if (!json_is_number(v)) {
+        return -1;
+    }
+
+    *value = json_number_value(v);
+
+    return 1;
+}
+
+
+static int
+sr_jwt_audience_ok(const json_t *aud, const sr_jwt_policy_t *policy)
+{
+    const json_t  *item;
+    size_t         i, j;
+
+    for (j = 0; j < policy->audiences_n; j++) {
+
+        if (json_is_string(aud)
+            && strcmp(json_string_value(aud), policy->audiences[j]) == 0)
+        {
+            return 1;
+        }
+
+        json_array_foreach(aud, i, item) {
+            if (json_is_string(item)
+                && strcmp(json_string_value(item), policy->audiences[j])
+                   == 0)
+            {
+                return 1;
+            }
+        }
+    }
+
+    return 0;
+}
+
+
+static int
+sr_jwt_check_claims(const json_t *payload, const sr_jwt_policy_t *policy,
+    time_t now, sr_jwt_identity_t *id, sr_error_t *err)
+{
+    static const sr_jwt_policy_t   defaults;
+    const json_t                  *user;
+    const char                    *iss, *claim;
+    double                         exp, nbf, leeway;
+    int                            has_exp, has_nbf;
+
+    if (policy == NULL) {
+        policy = &defaults;
+    }
+
+    leeway = (policy->leeway > 0) ? (double) policy->leeway : 0;
+
+    has_exp = sr_jwt_time_claim(payload, "exp", &exp);
+    has_nbf = sr_jwt_time_claim(payload, "nbf", &nbf);
+
+    if (has_exp < 0 || has_nbf < 0) {
+        return sr_error_set(err, SR_ERR_AUTH, "malformed token");
+    }
+
+    if (has_exp && (double) now >= exp + leeway) {
+        return sr_error_set(err, SR_ERR_AUTH, "token expired");
+    }
+
+    if (has_nbf && (double) now + leeway < nbf) {
+        return sr_error_set(err, SR_ERR_AUTH, "token not yet valid");
+    }
+
+    iss = json_string_value(json_object_get(payload, "iss"));
+
+    if (policy->issuer != NULL
+        && (iss == NULL || strcmp(iss, policy->issuer) != 0))
+    {
+        return sr_error_set(err, SR_ERR_AUTH, "wrong issuer");
+    }
+
+    if (policy->audiences != NULL && policy->audiences_n > 0
+        && !sr_jwt_audience_ok(json_object_get(payload, "aud"), policy))
+    {
+        return sr_error_set(err, SR_ERR_AUTH, "wrong audience");
+    }
+
+    claim = (policy->user_claim != NULL) ? policy->user_claim : "sub";
+    user = json_object_get(payload, claim);
+
+    /* a NUL inside would make the C string a different user */
+    if (!json_is_string(user) || json_string_length(user) == 0
+        || strlen(json_string_value(user)) != json_string_length(user))
+    {
+        return sr_error_set(err, SR_ERR_AUTH, "missing user claim");
+    }
+
+    id->user = sr_jwt_strdup(json_string_value(user));
+    if (id->user == NULL) {
+        return sr_error_set(err, SR_ERR_NOMEM, "out of memory");
+    }
+
+    id->claims = json_incref((json_t *) payload);
+    id->expires = (time_t) 0;
+
+    if (has_exp) {
+        /* clamped to 9999-12-31 so that the cast stays defined */
+        id->expires = (time_t) (exp < 253402300799.0 ? exp : 253402300799.0);
+    }
+
+    return SR_OK;
+}
+
+
+int
+sr_jwt_verify(const sr_jwt_keys_t *keys, const sr_jwt_policy_t *policy,
+    const char *token, size_t token_len, time_t now, sr_jwt_identity_t *id,
+    sr_error_t *err)
+{
+    sr_jwt_parts_t  parts;
+    int             rc;
+
+    memset(id, 0, sizeof(*id));
+
+    if (keys == NULL || token == NULL) {
+        return sr_error_set(err, SR_ERR_INVALID, "no keys or no token");
+    }
+
+    if (sr_jwt_split(token, token_len, &parts) != SR_OK) {
+        return sr_error_set(err, SR_ERR_AUTH, "malformed token");
+    }
+
+    /* the claims are looked at only once the signature holds */
+    rc = sr_jwt_check_signature(keys, &parts, err);
+
+    if (rc == SR_OK) {
+        rc = sr_jwt_check_claims(parts.payload, policy, now, id, err);
+    }
+
+    json_decref(parts.header);
+    json_decref(parts.payload);
+
+    if (rc != SR_OK) {
+        sr_jwt_identity_clear(id);
+    }
+
+    return rc;
+}
+
+
+void
+sr_jwt_identity_clear(sr_jwt_identity_t *id)
+{
+    free(id->user);
+    json_decref(id->claims);
+
+    memset(id, 0, sizeof(*id));
+}
+
+
+char *
+sr_jwt_sign_hs256(const json_t *claims, const unsigned char *secret,
+    size_t secret_len, sr_error_t *err)
+{
+    jwt_t  *jwt;
+    char   *text, *token;
+
+    if (!json_is_object(claims) || secret_len == 0 || secret_len > INT_MAX) {
+        sr_error_set(err, SR_ERR_INVALID,
+                     "claims must be an object and the secret non-empty");
+        return NULL;
+    }
+
+    text = json_dumps(claims, JSON_COMPACT);
+    jwt = NULL;
+    token = NULL;
+
+    if (text != NULL && jwt_new(&jwt) == 0
+        && jwt_add_grants_json(jwt, text) == 0
+        && jwt_set_alg(jwt, JWT_ALG_HS256, secret, (int) secret_len) == 0)
+    {
+        token = jwt_encode_str(jwt);
+    }
+
+    if (jwt != NULL) {
+        jwt_free(jwt);
+    }
+
+    free(text);
+
+    if (token == NULL) {
+        sr_error_set(err, SR_ERR_NOMEM, "jwt_encode_str() failed");
+    }
+
+    return token;
 }

@@ -18,6 +18,7 @@ static int sr_msgpack_array_to_json(const msgpack_object_array *array,
 static int sr_msgpack_map_to_json(const msgpack_object_map *map,
     json_t **out, sr_error_t *err);
 static int sr_msgpack_check_text(const char *s, size_t len, sr_error_t *err);
+static const char *sr_msgpack_chars(const msgpack_object_str *str);
 
 
 /*
@@ -79,9 +80,21 @@ sr_utf8_valid(const unsigned char *s, size_t len)
 }
 
 
+/* msgpack-c leaves ptr NULL for an empty string; jansson wants text */
+static const char *
+sr_msgpack_chars(const msgpack_object_str *str)
+{
+    return str->size ? str->ptr : "";
+}
+
+
 static int
 sr_msgpack_check_text(const char *s, size_t len, sr_error_t *err)
 {
+    if (len == 0) {
+        return SR_OK;
+    }
+
     if (memchr(s, '\0', len) != NULL) {
         return sr_error_set(err, SR_ERR_PROTOCOL,
                             "string contains a NUL character");
@@ -245,7 +258,7 @@ sr_msgpack_string_to_json(const msgpack_object_str *str, json_t **out,
         return rc;
     }
 
-    *out = json_stringn_nocheck(str->ptr, str->size);
+    *out = json_stringn_nocheck(sr_msgpack_chars(str), str->size);
     if (*out == NULL) {
         return sr_error_set(err, SR_ERR_NOMEM, "out of memory");
     }
@@ -293,6 +306,7 @@ sr_msgpack_map_to_json(const msgpack_object_map *map, json_t **out,
     int                       rc;
     uint32_t                  i;
     json_t                   *result, *value;
+    const char               *key;
     const msgpack_object_kv  *kv;
 
     result = json_object();
@@ -310,16 +324,15 @@ sr_msgpack_map_to_json(const msgpack_object_map *map, json_t **out,
             goto failed;
         }
 
-        rc = sr_msgpack_check_text(kv->key.via.str.ptr, kv->key.via.str.size,
-                                   err);
+        key = sr_msgpack_chars(&kv->key.via.str);
+
+        rc = sr_msgpack_check_text(key, kv->key.via.str.size, err);
         if (rc != SR_OK) {
             goto failed;
         }
 
         /* jansson would keep the last value; refuse the ambiguity */
-        if (json_object_getn(result, kv->key.via.str.ptr,
-                             kv->key.via.str.size))
-        {
+        if (json_object_getn(result, key, kv->key.via.str.size)) {
             rc = sr_error_set(err, SR_ERR_PROTOCOL, "map has a duplicate key");
             goto failed;
         }
@@ -329,8 +342,8 @@ sr_msgpack_map_to_json(const msgpack_object_map *map, json_t **out,
             goto failed;
         }
 
-        if (json_object_setn_new_nocheck(result, kv->key.via.str.ptr,
-                                         kv->key.via.str.size, value) != 0)
+        if (json_object_setn_new_nocheck(result, key, kv->key.via.str.size,
+                                         value) != 0)
         {
             rc = sr_error_set(err, SR_ERR_NOMEM, "out of memory");
             goto failed;

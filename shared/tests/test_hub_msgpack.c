@@ -110,6 +110,14 @@ static const spec_example_t spec_examples[] = {
 
 
 static void
+expect_bytes(const unsigned char *actual, const unsigned char *expected,
+    size_t len)
+{
+    assert_memory_equal(actual, expected, len);
+}
+
+
+static void
 decode_ok(const unsigned char *bytes, size_t len, sr_message_t *msg)
 {
     int         rc;
@@ -398,7 +406,7 @@ test_ack_encodes_its_id_in_the_shortest_form(void **state)
     assert_int_equal(sr_message_encode_payload(SR_PROTOCOL_MSGPACK, &msg,
                                                &out, &err), SR_OK);
     assert_int_equal(out.len, 3);
-    assert_memory_equal(out.data, BYTES(0x92, 0x08, 0x24));
+    expect_bytes(out.data, BYTES(0x92, 0x08, 0x24));
 
     sr_buf_free(&out);
 }
@@ -480,6 +488,27 @@ test_official_client_shapes_are_accepted(void **state)
 
 
 static void
+test_empty_strings_decode_everywhere(void **state)
+{
+    sr_message_t  msg;
+
+    /* id "", target "", headers {"": ""}, arguments ["", {"": ""}] */
+    decode_ok(BYTES(0x95, 0x01, 0x81, 0xa0, 0xa0, 0xa0, 0xa0, 0x92, 0xa0,
+                    0x81, 0xa0, 0xa0), &msg);
+
+    assert_string_equal(msg.invocation_id, "");
+    assert_string_equal(msg.target, "");
+    assert_string_equal(json_string_value(json_object_get(msg.headers, "")),
+                        "");
+    assert_string_equal(json_string_value(json_array_get(msg.arguments, 0)),
+                        "");
+    assert_int_equal(json_object_size(json_array_get(msg.arguments, 1)), 1);
+
+    sr_message_clear(&msg);
+}
+
+
+static void
 test_trailing_elements_a_newer_peer_adds_are_ignored(void **state)
 {
     sr_message_t  msg;
@@ -522,7 +551,7 @@ test_varint_examples_of_the_spec_frame_correctly(void **state)
                        0, &payload, &len, &used, &err);
     assert_int_equal(rc, SR_OK);
     assert_int_equal(len, 2);
-    assert_memory_equal(payload, BYTES(0x01, 0x02));
+    expect_bytes(payload, BYTES(0x01, 0x02));
 
     memset(big, 0, sizeof(big));
     big[0] = 0x80;
@@ -556,10 +585,26 @@ test_frame_write_uses_the_shortest_varint(void **state)
     assert_int_equal(sr_frame_write(SR_PROTOCOL_MSGPACK, payload, 5248, &out,
                                     &err), SR_OK);
     assert_int_equal(out.len, 5250);
-    assert_memory_equal(out.data, BYTES(0x80, 0x29));
+    expect_bytes(out.data, BYTES(0x80, 0x29));
 
     sr_buf_free(&out);
     free(payload);
+}
+
+
+static void
+test_overlong_varint_is_accepted(void **state)
+{
+    size_t                len, used;
+    sr_error_t            err;
+    const unsigned char  *payload;
+
+    /* 2 written in three bytes */
+    assert_int_equal(sr_frame_next(SR_PROTOCOL_MSGPACK,
+                                   BYTES(0x82, 0x80, 0x00, 0x91, 0x06), 1024,
+                                   &payload, &len, &used, &err), SR_OK);
+    assert_int_equal(len, 2);
+    assert_int_equal(used, 5);
 }
 
 
@@ -628,10 +673,13 @@ test_oversized_frame_is_refused_before_it_is_complete(void **state)
                                    1024, &payload, &len, &used, &err),
                      SR_ERR_TOO_LARGE);
 
-    /* two continuation bytes already mean at least 16384 bytes */
-    assert_int_equal(sr_frame_next(SR_PROTOCOL_MSGPACK, BYTES(0x80, 0x80),
+    /* the bits read so far already exceed the bound */
+    assert_int_equal(sr_frame_next(SR_PROTOCOL_MSGPACK, BYTES(0x80, 0x7f),
                                    1024, &payload, &len, &used, &err),
                      SR_ERR_TOO_LARGE);
+    assert_int_equal(sr_frame_next(SR_PROTOCOL_MSGPACK,
+                                   BYTES(0x80, 0x80, 0x01), 1024, &payload,
+                                   &len, &used, &err), SR_ERR_TOO_LARGE);
 
     /* exactly at the bound is fine */
     assert_int_equal(sr_frame_next(SR_PROTOCOL_MSGPACK, BYTES(0x80, 0x08),
@@ -831,7 +879,9 @@ test_malformed_msgpack_is_rejected(void **state)
 {
     expect_rejected((const unsigned char *) "", 0, SR_ERR_PROTOCOL,
                     "empty");
-    expect_rejected(BYTES(0x92, 0x06), SR_ERR_PROTOCOL, "truncated");
+    expect_rejected(BYTES(0x92, 0x06), SR_ERR_PROTOCOL,
+                    "declares 2 elements but only 1 bytes follow");
+    expect_rejected(BYTES(0x92, 0x91, 0x06), SR_ERR_PROTOCOL, "truncated");
     expect_rejected(BYTES(0x91, 0xc1), SR_ERR_PROTOCOL, "0xc1");
     expect_rejected(BYTES(0x92, 0x08, 0xcd, 0x01), SR_ERR_PROTOCOL,
                     "declares 2 bytes but only 1 follow");
@@ -1103,9 +1153,11 @@ main(void)
         cmocka_unit_test(test_ack_encodes_its_id_in_the_shortest_form),
         cmocka_unit_test(test_examples_survive_msgpack_json_msgpack),
         cmocka_unit_test(test_official_client_shapes_are_accepted),
+        cmocka_unit_test(test_empty_strings_decode_everywhere),
         cmocka_unit_test(test_trailing_elements_a_newer_peer_adds_are_ignored),
         cmocka_unit_test(test_varint_examples_of_the_spec_frame_correctly),
         cmocka_unit_test(test_frame_write_uses_the_shortest_varint),
+        cmocka_unit_test(test_overlong_varint_is_accepted),
         cmocka_unit_test(test_truncated_varint_asks_for_more),
         cmocka_unit_test(test_varint_longer_than_five_bytes_is_rejected),
         cmocka_unit_test(test_varint_above_two_gibibytes_is_rejected),

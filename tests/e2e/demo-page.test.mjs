@@ -86,11 +86,11 @@ async function storedConversation() {
 
 test('pick a user, start a chat, watch the reply stream in and finish', async () => {
     await page.goto(`${stack.url}/`);
-    await page.getByLabel('User name').fill(USER);
+    await page.getByLabel('User name', { exact: true }).fill(USER);
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.getByText(`Connected as ${USER}`).waitFor({ timeout: 15000 });
 
-    await page.getByLabel('Your message').fill('Hello from the browser');
+    await page.getByLabel('Your message', { exact: true }).fill('Hello from the browser');
     await page.getByRole('button', { name: 'Send' }).click();
     await page.locator('#messages li[data-role="user"]').first().waitFor();
     assert.equal(await page.locator('#messages li[data-role="user"] .text').first().textContent(),
@@ -121,7 +121,7 @@ test('after a reload the conversation comes back', async () => {
 });
 
 test('Stop cancels the reply being written', async () => {
-    await page.getByLabel('Your message').fill('Now a reply to interrupt');
+    await page.getByLabel('Your message', { exact: true }).fill('Now a reply to interrupt');
     await page.getByRole('button', { name: 'Send' }).click();
     const stop = page.getByRole('button', { name: 'Stop' });
     await stop.waitFor();

@@ -1,0 +1,224 @@
+// The real generator, coordinator and worker processes included, run
+// against the in-process mock hub: what it reports must match what the
+// hub did.
+
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <string>
+#include <vector>
+
+#include <jansson.h>
+
+#include "mock_hub.h"
+#include "options.h"
+#include "worker.h"
+
+namespace bench {
+namespace {
+
+class GeneratorTest : public ::testing::Test {
+protected:
+    void SetUp() override
+    {
+        char  dir[] = "/tmp/bench-test-XXXXXX";
+
+        ASSERT_NE(mkdtemp(dir), nullptr);
+        output_ = std::string(dir) + "/report.json";
+        dir_ = dir;
+    }
+
+    void TearDown() override
+    {
+        unlink(output_.c_str());
+        rmdir(dir_.c_str());
+        json_decref(report_);
+    }
+
+    // Runs signalr-bench with args and the mock's URL; loads the report.
+    int run(std::vector<std::string> args, int port)
+    {
+        Options              opts;
+        std::vector<char *>  argv;
+
+        args.insert(args.begin(), "signalr-bench");
+        args.push_back("--url");
+        args.push_back("http://127.0.0.1:" + std::to_string(port));
+        args.push_back("--output");
+        args.push_back(output_);
+        for (auto &a : args) {
+            argv.push_back(a.data());
+        }
+
+        Status  s = parse_options(int(argv.size()), argv.data(), &opts);
+        EXPECT_TRUE(s.ok()) << s.message();
+
+        int  rc = run_coordinator(opts);
+
+        json_decref(report_);
+        report_ = json_load_file(output_.c_str(), 0, nullptr);
+        EXPECT_NE(report_, nullptr) << "no report written";
+
+        return rc;
+    }
+
+    long long number(const char *section, const char *key) const
+    {
+        json_t  *s = json_object_get(report_, section);
+
+        return json_integer_value(json_object_get(s, key));
+    }
+
+    long long latency_count(const char *key) const
+    {
+        json_t  *l = json_object_get(json_object_get(report_, "latency_ms"),
+                                     key);
+
+        return json_integer_value(json_object_get(l, "count"));
+    }
+
+    std::string  dir_, output_;
+    json_t      *report_ = nullptr;
+};
+
+
+TEST_F(GeneratorTest, InvokeCountsEveryRoundTripTheHubAnswered)
+{
+    MockHub  hub({});
+
+    ASSERT_TRUE(hub.start().ok());
+    ASSERT_EQ(run({"invoke", "--connections", "20", "--procs", "2",
+                   "--warmup", "0", "--duration", "1"}, hub.port()), 0);
+    hub.stop();
+
+    long long  delivered = json_integer_value(json_object_get(report_,
+                                                              "delivered"));
+    EXPECT_EQ(number("setup", "ready"), 20);
+    EXPECT_EQ(number("setup", "failed"), 0);
+    EXPECT_EQ(hub.counts().handshakes, 20);
+    EXPECT_GT(delivered, 100) << "a loopback round trip takes well under "
+                                 "10 ms";
+    EXPECT_LE(delivered, hub.counts().invocations);
+    EXPECT_EQ(number("counters", "error_completions"), delivered);
+    EXPECT_EQ(latency_count("round_trip"), delivered);
+    EXPECT_EQ(number("errors", "Completion: Method does not exist."),
+              delivered);
+    EXPECT_GT(json_real_value(json_object_get(report_, "delivered_per_s")),
+              100.0);
+}
+
+
+void
+expect_whole_replies(json_t *report, long long conversations, int tokens)
+{
+    json_t  *c = json_object_get(report, "counters");
+    json_t  *l = json_object_get(report, "latency_ms");
+
+    auto  counter = [c](const char *k) {
+        return json_integer_value(json_object_get(c, k));
+    };
+    auto  count = [l](const char *k) {
+        return json_integer_value(json_object_get(json_object_get(l, k),
+                                                  "count"));
+    };
+
+    EXPECT_EQ(counter("conversations_completed"), conversations);
+    EXPECT_EQ(counter("assistant_fragments"), conversations * tokens);
+    EXPECT_EQ(counter("user_fragments"), conversations);
+    EXPECT_EQ(counter("delivered"), conversations * (tokens + 1));
+    EXPECT_EQ(counter("fragments_out_of_order"), 0);
+    EXPECT_EQ(counter("replies_differing"), 0);
+    EXPECT_EQ(count("ttff"), conversations);
+    EXPECT_EQ(count("gap"), conversations * (tokens - 1));
+    EXPECT_EQ(count("fragment_age"), conversations * tokens);
+}
+
+
+TEST_F(GeneratorTest, ChatReadsEveryReplyToItsFinalFragmentInJson)
+{
+    MockHub  hub({200, 8});
+
+    ASSERT_TRUE(hub.start().ok());
+    ASSERT_EQ(run({"chat", "--conversations", "10", "--procs", "2",
+                   "--token-rate", "200"}, hub.port()), 0);
+    hub.stop();
+
+    expect_whole_replies(report_, 10, 8);
+    EXPECT_EQ(hub.counts().cancels, 10) << "every stream is cancelled";
+
+    // 8 tokens at 200/s: the median gap is near the nominal 5 ms.
+    json_t  *gap = json_object_get(json_object_get(report_, "latency_ms"),
+                                   "gap");
+    EXPECT_GT(json_real_value(json_object_get(gap, "p50")), 4.0);
+    EXPECT_LT(json_real_value(json_object_get(gap, "p50")), 50.0);
+}
+
+
+TEST_F(GeneratorTest, ChatReadsEveryReplyInMessagePack)
+{
+    MockHub  hub({500, 5});
+
+    ASSERT_TRUE(hub.start().ok());
+    ASSERT_EQ(run({"chat", "--conversations", "6", "--protocol",
+                   "messagepack", "--token-rate", "500"}, hub.port()), 0);
+    hub.stop();
+
+    expect_whole_replies(report_, 6, 5);
+}
+
+
+TEST_F(GeneratorTest, IdleHoldsConnectionsAndSamplesTheNamedProcess)
+{
+    MockHub      hub({});
+    std::string  self = std::to_string(getpid());
+
+    ASSERT_TRUE(hub.start().ok());
+    ASSERT_EQ(run({"idle", "--connections", "12", "--hold", "1.5",
+                   "--keepalive", "0.5", "--pids", self}, hub.port()), 0);
+    hub.stop();
+
+    EXPECT_EQ(number("counters", "open_at_end"), 12);
+    EXPECT_GE(hub.counts().pings, 12) << "each connection kept alive";
+
+    json_t  *procs = json_object_get(report_, "processes");
+    ASSERT_EQ(json_array_size(procs), 1u);
+    json_t  *p = json_array_get(procs, 0);
+    EXPECT_STREQ(json_string_value(json_object_get(p, "role")), "process");
+    EXPECT_GT(json_integer_value(json_object_get(p, "rss_kb_after")), 0);
+}
+
+
+TEST_F(GeneratorTest, ARefusedSetupIsReportedWithItsReason)
+{
+    MockHub  hub({});
+
+    ASSERT_TRUE(hub.start().ok());
+    EXPECT_EQ(run({"invoke", "--connections", "3", "--duration", "0.2",
+                   "--warmup", "0", "--hub", "/elsewhere"}, hub.port()), 1);
+    hub.stop();
+
+    EXPECT_EQ(number("setup", "ready"), 0);
+    EXPECT_EQ(number("setup", "failed"), 3);
+    json_t  *errors = json_object_get(json_object_get(report_, "setup"),
+                                      "errors");
+    EXPECT_EQ(json_integer_value(json_object_get(errors,
+                                                 "negotiate: HTTP 404")), 3);
+}
+
+
+TEST_F(GeneratorTest, NothingListeningFailsEveryConnection)
+{
+    MockHub  hub({});
+
+    ASSERT_TRUE(hub.start().ok());
+    int  port = hub.port();
+    hub.stop();   // the port is free again: connections are refused
+
+    EXPECT_EQ(run({"invoke", "--connections", "2", "--duration", "0.2",
+                   "--warmup", "0"}, port), 1);
+    EXPECT_EQ(number("setup", "failed"), 2);
+}
+
+}  // namespace
+}  // namespace bench

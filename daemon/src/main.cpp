@@ -1,0 +1,232 @@
+// signalrd: runs the hubs behind the nginx SignalR module.
+//
+//   signalrd [--config FILE]
+//
+// Wires the pieces on one Asio loop: Redis, the conversation store, the reply runner,
+// the hubs behind the worker socket, and the REST API on the HTTP socket. Tells systemd
+// READY=1 once both sockets listen (Redis may still be down: it is retried), pings the
+// watchdog when asked to, and on SIGTERM or SIGINT stops accepting, ends the streams and
+// replies, flushes the links and exits 0.
+
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include "chat_api.h"
+#include "chat_hub.h"
+#include "config.h"
+#include "demo_provider.h"
+#include "http_server.h"
+#include "hub_registry.h"
+#include "token_claims.h"
+#include "uuid.h"
+#include "worker_link.h"
+
+namespace signalrd {
+
+namespace {
+
+struct Options {
+    std::string config_path = default_config_path;
+    bool config_given = false;
+};
+
+int parse_args(int argc, char **argv, Options &options)
+{
+    for (int i = 1; i < argc; i++) {
+        std::string arg = argv[i];
+        if (arg == "--config" && i + 1 < argc) {
+            options.config_path = argv[++i];
+            options.config_given = true;
+        } else if (arg == "--version") {
+            std::printf("signalrd %s\n", SIGNALRD_VERSION);
+            return 0;
+        } else if (arg == "--help" || arg == "-h") {
+            std::printf("usage: signalrd [--config FILE]\n");
+            return 0;
+        } else {
+            std::fprintf(stderr, "usage: signalrd [--config FILE]\n");
+            return 2;
+        }
+    }
+    return -1;
+}
+
+std::string host_name()
+{
+    char name[256] = {};
+    if (gethostname(name, sizeof(name) - 1) != 0) {
+        return "localhost";
+    }
+    return name;
+}
+
+// Everything the daemon runs, in construction order.
+struct Daemon {
+    Daemon(asio::io_context &io, const Config &c, RedisEndpoint endpoint)
+        : config(c),
+          redis(io.get_executor(), std::move(endpoint)),
+          store(redis, c.key_prefix, host_name() + "/" + new_uuid_v7(), c.history_messages,
+                c.backlog_ttl),
+          provider(c.demo_token_rate, c.demo_reply_tokens),
+          runner(io.get_executor(), store, bus, provider),
+          chat(io.get_executor(), store, bus, runner, registry),
+          links(io.get_executor(), registry, LinkOptions{16u << 20, 0, host_name()}),
+          api(store, runner, bus, redis),
+          http(io.get_executor(), [this](const HttpRequest &r) { return api.handle(r); })
+    {
+        registry.add_hub(chat_hub_name, chat);
+        api.set_health_details([this](json_t *body) {
+            json_object_set_new(body, "links", json_integer(links.link_count()));
+            json_object_set_new(body, "connections", json_integer(registry.connection_count()));
+            json_object_set_new(body, "streams", json_integer(chat.stream_count()));
+            json_object_set_new(body, "replies", json_integer(runner.active()));
+        });
+    }
+
+    const Config &config;
+    RedisClient redis;
+    ConversationStore store;
+    FragmentBus bus;
+    DemoProvider provider;
+    ReplyRunner runner;
+    HubRegistry registry;
+    ChatHub chat;
+    WorkerLinkServer links;
+    ChatApi api;
+    HttpServer http;
+};
+
+asio::awaitable<void> wait_until(asio::io_context &io, std::chrono::milliseconds limit,
+                                 const std::function<bool()> &done)
+{
+    asio::steady_timer timer(io);
+    auto deadline = std::chrono::steady_clock::now() + limit;
+
+    while (!done() && std::chrono::steady_clock::now() < deadline) {
+        timer.expires_after(std::chrono::milliseconds(20));
+        co_await timer.async_wait(use_nothrow);
+    }
+}
+
+asio::awaitable<void> stop_gracefully(asio::io_context &io, Daemon &d)
+{
+    sd_notify(0, "STOPPING=1");
+    log_info("stopping");
+
+    d.links.stop_accepting();
+    d.http.stop();
+    d.registry.shutdown();
+    d.runner.shutdown();
+    // interrupted replies store their final fragment; give Redis a moment for it
+    co_await wait_until(io, std::chrono::seconds(3), [&d] { return d.runner.active() == 0; });
+
+    d.links.close_all();
+    co_await wait_until(io, std::chrono::seconds(1), [&d] { return d.links.link_count() == 0; });
+    d.redis.stop();
+    io.stop();
+}
+
+asio::awaitable<void> ping_watchdog(asio::io_context &io, uint64_t usec)
+{
+    asio::steady_timer timer(io);
+
+    for (;;) {
+        sd_notify(0, "WATCHDOG=1");
+        timer.expires_after(std::chrono::microseconds(usec / 2));
+        co_await timer.async_wait(use_nothrow);
+    }
+}
+
+int run(const Config &config)
+{
+    Result<RedisEndpoint> endpoint = parse_redis_url(config.redis_url);
+    if (!endpoint.is_ok()) {
+        log_error("%s", endpoint.status().message().c_str());
+        return 1;
+    }
+
+    std::string dev_secret;
+    if (!config.dev_token_key.empty()) {
+        Result<std::string> secret = read_secret_file(config.dev_token_key);
+        if (!secret.is_ok()) {
+            log_error("dev_token_key: %s", secret.status().message().c_str());
+            return 1;
+        }
+        dev_secret = *secret;
+    }
+    if (!config.ai_base_url.empty()) {
+        // TODO(docs/operations.md): the OpenAI-compatible provider is not written yet
+        log_warn("ai_base_url is set, but this build only has the demo provider");
+    }
+
+    asio::io_context io(1);
+    Daemon d(io, config, *endpoint);
+    if (!dev_secret.empty()) {
+        d.api.enable_dev_tokens(dev_secret);
+    }
+
+    d.redis.start();
+    Status s = d.links.listen(config.worker_socket);
+    if (s.is_ok()) {
+        s = d.http.listen(config.http_socket);
+    }
+    if (!s.is_ok()) {
+        log_error("%s", s.message().c_str());
+        return 1;
+    }
+
+    log_info("signalrd %s: worker socket \"%s\", http socket \"%s\", redis %s, provider %s",
+             SIGNALRD_VERSION, config.worker_socket.c_str(), config.http_socket.c_str(),
+             endpoint->describe().c_str(), d.provider.name());
+    sd_notify(0, "READY=1");
+
+    uint64_t watchdog_usec = 0;
+    if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0) {
+        spawn_detached(io, ping_watchdog(io, watchdog_usec), "watchdog");
+    }
+
+    asio::signal_set signals(io, SIGINT, SIGTERM);
+    signals.async_wait([&io, &d](asio::error_code ec, int) {
+        if (!ec) {
+            spawn_detached(io, stop_gracefully(io, d), "shutdown");
+        }
+    });
+
+    io.run();
+    ::unlink(config.worker_socket.c_str());
+    ::unlink(config.http_socket.c_str());
+    log_info("stopped");
+    return 0;
+}
+
+}  // namespace
+
+}  // namespace signalrd
+
+int main(int argc, char **argv)
+{
+    signalrd::Options options;
+
+    int rc = signalrd::parse_args(argc, argv, options);
+    if (rc >= 0) {
+        return rc;
+    }
+
+    // hiredis writes with write(2): a vanished peer must give EPIPE, not kill us
+    std::signal(SIGPIPE, SIG_IGN);
+
+    auto env = [](const char *name) -> const char * { return std::getenv(name); };
+    signalrd::Result<signalrd::Config> config =
+        signalrd::load_config(options.config_path, options.config_given, env);
+    if (!config.is_ok()) {
+        signalrd::log_error("%s", config.status().message().c_str());
+        return 1;
+    }
+    signalrd::set_log_level(config->log_level);
+    return signalrd::run(*config);
+}

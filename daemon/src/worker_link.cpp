@@ -1,0 +1,377 @@
+#include "worker_link.h"
+
+#include <cstring>
+
+#include <unistd.h>
+
+#include "socket_util.h"
+
+namespace signalrd {
+
+namespace {
+
+// Bounds on what a worker forwards from a client; the worker applies its own first.
+const sr_limits_t invoke_limits = {0, 256, 64};
+
+constexpr size_t read_chunk = 64 * 1024;
+
+}  // namespace
+
+WorkerLink::WorkerLink(asio::local::stream_protocol::socket socket, HubRegistry &registry,
+                       const LinkOptions &options, unsigned number, std::function<void()> on_end)
+    : socket_(std::move(socket)),
+      registry_(registry),
+      options_(options),
+      number_(number),
+      on_end_(std::move(on_end)),
+      in_(read_chunk)
+{
+    sr_buf_init(&out_);
+    sr_buf_init(&inflight_);
+}
+
+WorkerLink::~WorkerLink()
+{
+    sr_buf_free(&out_);
+    sr_buf_free(&inflight_);
+}
+
+void WorkerLink::start()
+{
+    spawn_detached(socket_.get_executor(), read_loop(), "worker link");
+}
+
+asio::awaitable<void> WorkerLink::read_loop()
+{
+    auto self = shared_from_this();
+    size_t max_frame = options_.max_frame ? options_.max_frame : SR_IPC_MAX_FRAME;
+
+    log_info("worker link %u: connected", number_);
+    while (!failed_) {
+        if (in_.size() - in_len_ < read_chunk / 4 && in_.size() < max_frame + 2 * read_chunk) {
+            in_.resize(in_.size() * 2);
+        }
+        auto [ec, n] = co_await socket_.async_read_some(
+            asio::buffer(in_.data() + in_len_, in_.size() - in_len_), use_nothrow);
+        if (ec) {
+            if (ec != asio::error::eof && ec != asio::error::operation_aborted && !failed_) {
+                log_warn("worker link %u: read() failed: %s", number_, ec.message().c_str());
+            }
+            break;
+        }
+        in_len_ += n;
+
+        size_t offset = 0;
+        while (!failed_) {
+            sr_ipc_frame_t frame;
+            size_t consumed = 0;
+            sr_error_t err;
+            int rc = sr_ipc_parse(in_.data() + offset, in_len_ - offset, max_frame, &frame,
+                                  &consumed, &err);
+            if (rc == SR_AGAIN) {
+                break;
+            }
+            if (rc != SR_OK) {
+                log_error("worker link %u: bad frame: %s", number_, err.str);
+                fail("bad frame");
+                break;
+            }
+            Status s = handle_frame(frame);
+            if (!s.is_ok()) {
+                log_error("worker link %u: %s", number_, s.message().c_str());
+                fail("protocol error");
+                break;
+            }
+            offset += consumed;
+        }
+        std::memmove(in_.data(), in_.data() + offset, in_len_ - offset);
+        in_len_ -= offset;
+    }
+
+    log_info("worker link %u: closed (worker pid %lld)", number_,
+             static_cast<long long>(worker_pid_));
+    failed_ = true;
+    registry_.link_dropped(*this);
+    asio::error_code ignored;
+    socket_.close(ignored);
+    if (on_end_) {
+        on_end_();
+    }
+}
+
+Status WorkerLink::handle_frame(const sr_ipc_frame_t &frame)
+{
+    if (!hello_seen_) {
+        if (frame.type != SR_IPC_HELLO) {
+            return Status::protocol_error("first frame is not HELLO");
+        }
+        return handle_hello(frame);
+    }
+
+    std::string id(frame.conn_id, frame.conn_id_len);
+    bool needs_id = frame.type == SR_IPC_OPEN || frame.type == SR_IPC_CLOSED ||
+                    frame.type == SR_IPC_INVOKE;
+    if (needs_id && id.empty()) {
+        return Status::protocol_error("frame without a connection id");
+    }
+
+    switch (frame.type) {
+    case SR_IPC_OPEN:
+        return handle_open(id, frame);
+    case SR_IPC_CLOSED:
+        registry_.closed(*this, id);
+        return Status::ok();
+    case SR_IPC_INVOKE:
+        handle_invoke(id, frame);
+        return Status::ok();
+    case SR_IPC_PING: {
+        sr_error_t err;
+        if (sr_ipc_write(&out_, SR_IPC_PONG, nullptr, 0, nullptr, 0, &err) != SR_OK) {
+            return Status::internal(err.str);
+        }
+        queued();
+        return Status::ok();
+    }
+    default:
+        // HELLO again, PONG, or a type of a later version: nothing to do
+        log_debug("worker link %u: frame of type %u ignored", number_, frame.type);
+        return Status::ok();
+    }
+}
+
+Status WorkerLink::handle_hello(const sr_ipc_frame_t &frame)
+{
+    sr_ipc_hello_t hello{};
+    sr_error_t err;
+
+    if (sr_ipc_hello_decode(frame.body, frame.body_len, &hello, &err) != SR_OK) {
+        return Status::protocol_error(std::string("bad HELLO: ") + err.str);
+    }
+    uint32_t version = hello.version;
+    worker_pid_ = hello.pid;
+    std::string node = hello.node ? hello.node : "";
+    sr_ipc_hello_clear(&hello);
+
+    sr_buf_t body;
+    sr_buf_init(&body);
+    sr_ipc_hello_t ours{SR_IPC_VERSION, static_cast<int64_t>(::getpid()),
+                        const_cast<char *>(options_.node.c_str())};
+    int rc = sr_ipc_hello_encode(&ours, &body, &err);
+    if (rc == SR_OK) {
+        rc = sr_ipc_write(&out_, SR_IPC_HELLO, nullptr, 0, body.data, body.len, &err);
+    }
+    sr_buf_free(&body);
+    if (rc != SR_OK) {
+        return Status::internal(std::string("encoding HELLO failed: ") + err.str);
+    }
+    queued();
+
+    if (version != SR_IPC_VERSION) {
+        // our HELLO tells the worker which version we speak; then we part
+        log_error("worker link %u: worker pid %lld speaks link version %u, not %d", number_,
+                  static_cast<long long>(worker_pid_), version, SR_IPC_VERSION);
+        close_after_flush();
+        return Status::ok();
+    }
+    hello_seen_ = true;
+    log_info("worker link %u: worker pid %lld on \"%s\"", number_,
+             static_cast<long long>(worker_pid_), node.c_str());
+    return Status::ok();
+}
+
+Status WorkerLink::handle_open(const std::string &id, const sr_ipc_frame_t &frame)
+{
+    sr_ipc_open_t open{};
+    sr_error_t err;
+
+    if (sr_ipc_open_decode(frame.body, frame.body_len, &open, &err) != SR_OK) {
+        return Status::protocol_error("bad OPEN for connection " + id + ": " + err.str);
+    }
+    registry_.open(*this, id, open);
+    sr_ipc_open_clear(&open);
+    return Status::ok();
+}
+
+void WorkerLink::handle_invoke(const std::string &id, const sr_ipc_frame_t &frame)
+{
+    sr_message_t msg;
+    sr_error_t err;
+
+    int rc = sr_message_decode_payload(SR_PROTOCOL_MSGPACK, frame.body, frame.body_len,
+                                       &invoke_limits, &msg, &err);
+    if (rc == SR_ERR_UNSUPPORTED) {
+        // a message type of a later protocol version: ignored, as the spec allows
+        log_debug("connection %s: message ignored: %s", id.c_str(), err.str);
+        return;
+    }
+    if (rc != SR_OK) {
+        log_info("connection %s: invalid hub message: %s", id.c_str(), err.str);
+        registry_.close(id, "Connection closed with an error. Invalid hub message.", false);
+        return;
+    }
+    registry_.invoke(*this, id, msg);
+    sr_message_clear(&msg);
+}
+
+bool WorkerLink::send_message(const std::string &connection_id, const sr_message_t &msg)
+{
+    size_t offset = 0;
+    size_t mark = out_.len;
+    sr_error_t err;
+
+    if (failed_ || closing_) {
+        return false;
+    }
+    int rc = sr_ipc_begin(&out_, SR_IPC_SEND, connection_id.data(), connection_id.size(),
+                          &offset, &err);
+    if (rc == SR_OK) {
+        rc = sr_message_encode_payload(SR_PROTOCOL_MSGPACK, &msg, &out_, &err);
+    }
+    if (rc == SR_OK) {
+        rc = sr_ipc_end(&out_, offset, &err);
+    }
+    if (rc != SR_OK) {
+        out_.len = mark;   // drop the partial frame
+        log_error("connection %s: encoding a %s message failed: %s", connection_id.c_str(),
+                  sr_message_type_name(msg.type), err.str);
+        return false;
+    }
+    queued();
+    return !failed_;
+}
+
+void WorkerLink::send_close(const std::string &connection_id, const char *error,
+                            bool allow_reconnect)
+{
+    sr_buf_t body;
+    sr_error_t err;
+    sr_ipc_close_t close{const_cast<char *>(error), allow_reconnect ? 1 : 0};
+
+    if (failed_ || closing_) {
+        return;
+    }
+    sr_buf_init(&body);
+    int rc = sr_ipc_close_encode(&close, &body, &err);
+    if (rc == SR_OK) {
+        rc = sr_ipc_write(&out_, SR_IPC_CLOSE, connection_id.data(), connection_id.size(),
+                          body.data, body.len, &err);
+    }
+    sr_buf_free(&body);
+    if (rc != SR_OK) {
+        log_error("connection %s: encoding CLOSE failed: %s", connection_id.c_str(), err.str);
+        return;
+    }
+    queued();
+}
+
+void WorkerLink::queued()
+{
+    if (queued_bytes() > options_.max_outbound) {
+        log_error("worker link %u: more than %zu bytes queued toward worker pid %lld, "
+                  "dropping the link", number_, options_.max_outbound,
+                  static_cast<long long>(worker_pid_));
+        fail("outbound buffer full");
+        return;
+    }
+    if (!writing_ && out_.len > 0) {
+        writing_ = true;
+        spawn_detached(socket_.get_executor(), write_loop(), "worker link write");
+    }
+}
+
+asio::awaitable<void> WorkerLink::write_loop()
+{
+    auto self = shared_from_this();
+
+    while (out_.len > 0 && !failed_) {
+        std::swap(out_, inflight_);
+        auto [ec, n] = co_await asio::async_write(
+            socket_, asio::buffer(inflight_.data, inflight_.len), use_nothrow);
+        sr_buf_reset(&inflight_);
+        if (ec) {
+            if (!failed_) {
+                log_warn("worker link %u: write() failed: %s", number_, ec.message().c_str());
+            }
+            fail("write failed");
+            break;
+        }
+    }
+    writing_ = false;
+    if (closing_ && !failed_) {
+        fail("closing");
+    }
+}
+
+void WorkerLink::close_after_flush()
+{
+    closing_ = true;
+    if (!writing_) {
+        fail("closing");
+    }
+}
+
+void WorkerLink::fail(const char *why)
+{
+    asio::error_code ignored;
+
+    if (failed_) {
+        return;
+    }
+    log_debug("worker link %u: closing: %s", number_, why);
+    failed_ = true;
+    // the read loop wakes with an error and unregisters the link's connections
+    socket_.shutdown(asio::socket_base::shutdown_both, ignored);
+    socket_.cancel(ignored);
+}
+
+WorkerLinkServer::WorkerLinkServer(asio::any_io_executor executor, HubRegistry &registry,
+                                   LinkOptions options)
+    : executor_(executor), registry_(registry), options_(std::move(options)), acceptor_(executor)
+{
+}
+
+Status WorkerLinkServer::listen(const std::string &path)
+{
+    Status s = listen_unix(acceptor_, path);
+    if (s.is_ok()) {
+        spawn_detached(executor_, accept_loop(), "worker link accept");
+    }
+    return s;
+}
+
+asio::awaitable<void> WorkerLinkServer::accept_loop()
+{
+    while (acceptor_.is_open()) {
+        auto [ec, socket] = co_await acceptor_.async_accept(use_nothrow);
+        if (ec) {
+            if (ec == asio::error::operation_aborted || !acceptor_.is_open()) {
+                break;
+            }
+            log_error("accept() on the worker socket failed: %s", ec.message().c_str());
+            asio::steady_timer pause(executor_, std::chrono::milliseconds(100));
+            co_await pause.async_wait(use_nothrow);
+            continue;
+        }
+        unsigned number = next_number_++;
+        auto link = std::make_shared<WorkerLink>(std::move(socket), registry_, options_, number,
+                                                 [this, number] { links_.erase(number); });
+        links_[number] = link;
+        link->start();
+    }
+}
+
+void WorkerLinkServer::stop_accepting()
+{
+    asio::error_code ignored;
+    acceptor_.close(ignored);
+}
+
+void WorkerLinkServer::close_all()
+{
+    auto links = links_;
+    for (auto &[number, link] : links) {
+        link->close_after_flush();
+    }
+}
+
+}  // namespace signalrd

@@ -1,0 +1,72 @@
+#include <gtest/gtest.h>
+
+#include "uuid.h"
+
+namespace signalrd {
+namespace {
+
+TEST(UuidV7, HasVersionSevenAndTheRfcVariant)
+{
+    std::string id = new_uuid_v7();
+
+    ASSERT_EQ(id.size(), 36u);
+    EXPECT_EQ(id[14], '7') << id;
+    EXPECT_TRUE(id[19] == '8' || id[19] == '9' || id[19] == 'a' || id[19] == 'b') << id;
+    EXPECT_EQ(normalize_uuid(id), id) << "canonical form is lowercase 8-4-4-4-12";
+}
+
+TEST(UuidV7, CarriesItsCreationMillisecond)
+{
+    UuidV7Generator gen;
+    std::string id = gen.next_at(0x0123456789abu);
+
+    EXPECT_EQ(id.substr(0, 13), "01234567-89ab");
+    EXPECT_EQ(uuid_v7_time(id), 0x0123456789abu);
+}
+
+TEST(UuidV7, StrictlyIncreasesWithinOneMillisecond)
+{
+    UuidV7Generator gen;
+    std::string prev = gen.next_at(1000);
+
+    for (int i = 0; i < 20000; i++) {
+        std::string next = gen.next_at(1000);
+        ASSERT_LT(prev, next) << "id " << i << " did not increase";
+        prev = next;
+    }
+}
+
+TEST(UuidV7, KeepsIncreasingWhenTheClockStepsBack)
+{
+    UuidV7Generator gen;
+    std::string before = gen.next_at(5000);
+    std::string after = gen.next_at(4000);
+
+    EXPECT_LT(before, after);
+    EXPECT_EQ(uuid_v7_time(after), 5000u) << "the last timestamp is kept, not the earlier one";
+}
+
+TEST(UuidV7, ProcessGeneratorIsMonotonic)
+{
+    std::string prev = new_uuid_v7();
+    for (int i = 0; i < 5000; i++) {
+        std::string next = new_uuid_v7();
+        ASSERT_LT(prev, next);
+        prev = next;
+    }
+}
+
+TEST(NormalizeUuid, LowercasesAndRejectsMalformedText)
+{
+    EXPECT_EQ(normalize_uuid("0190A6F4-3B2C-7D1E-8F00-0123456789AB"),
+              "0190a6f4-3b2c-7d1e-8f00-0123456789ab");
+    EXPECT_FALSE(normalize_uuid(""));
+    EXPECT_FALSE(normalize_uuid("0190a6f4-3b2c-7d1e-8f00-0123456789a"));
+    EXPECT_FALSE(normalize_uuid("0190a6f4-3b2c-7d1e-8f00-0123456789abc"));
+    EXPECT_FALSE(normalize_uuid("0190a6f4x3b2c-7d1e-8f00-0123456789ab"));
+    EXPECT_FALSE(normalize_uuid("0190a6f4-3b2c-7d1e-8f00-0123456789ag"));
+    EXPECT_FALSE(uuid_v7_time("0190a6f4-3b2c-4d1e-8f00-0123456789ab")) << "not version 7";
+}
+
+}  // namespace
+}  // namespace signalrd

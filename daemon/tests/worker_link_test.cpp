@@ -1,0 +1,426 @@
+#include <signalr/ipc.h>
+
+#include "chat_fixture.h"
+#include "worker_link.h"
+
+namespace signalrd {
+namespace {
+
+struct Frame {
+    uint8_t type;
+    std::string conn;
+    std::vector<unsigned char> body;
+};
+
+// The nginx worker's side of a link, driven by hand on the test's loop.
+class FakeWorker {
+public:
+    FakeWorker(asio::io_context &io, const std::string &path) : io_(io), socket_(io)
+    {
+        asio::error_code ec;
+        socket_.connect(asio::local::stream_protocol::endpoint(path), ec);
+        EXPECT_FALSE(ec) << ec.message();
+        socket_.non_blocking(true, ec);
+        sr_buf_init(&in_);
+    }
+
+    ~FakeWorker() { sr_buf_free(&in_); }
+
+    void send(sr_ipc_type_t type, const std::string &conn, const sr_buf_t *body)
+    {
+        sr_buf_t out;
+        sr_error_t err;
+        sr_buf_init(&out);
+        ASSERT_EQ(sr_ipc_write(&out, type, conn.data(), conn.size(), body ? body->data : nullptr,
+                               body ? body->len : 0, &err),
+                  SR_OK)
+            << err.str;
+        send_raw(out.data, out.len);
+        sr_buf_free(&out);
+    }
+
+    void send_raw(const void *data, size_t len)
+    {
+        asio::error_code ec;
+        socket_.non_blocking(false, ec);
+        asio::write(socket_, asio::buffer(data, len), ec);
+        socket_.non_blocking(true, ec);
+        EXPECT_FALSE(ec) << ec.message();
+    }
+
+    void hello(uint32_t version = SR_IPC_VERSION)
+    {
+        sr_buf_t body;
+        sr_error_t err;
+        sr_ipc_hello_t h{version, 4242, const_cast<char *>("test-node")};
+        sr_buf_init(&body);
+        ASSERT_EQ(sr_ipc_hello_encode(&h, &body, &err), SR_OK) << err.str;
+        send(SR_IPC_HELLO, "", &body);
+        sr_buf_free(&body);
+    }
+
+    void open(const std::string &conn, const char *hub, const char *user)
+    {
+        sr_buf_t body;
+        sr_error_t err;
+        sr_ipc_open_t o{const_cast<char *>(hub), const_cast<char *>(user), SR_PROTOCOL_JSON,
+                        const_cast<char *>("WebSockets"), json_object()};
+        sr_buf_init(&body);
+        ASSERT_EQ(sr_ipc_open_encode(&o, &body, &err), SR_OK) << err.str;
+        json_decref(o.claims);
+        send(SR_IPC_OPEN, conn, &body);
+        sr_buf_free(&body);
+    }
+
+    void invoke(const std::string &conn, const sr_message_t &msg)
+    {
+        sr_buf_t body;
+        sr_error_t err;
+        sr_buf_init(&body);
+        ASSERT_EQ(sr_message_encode_payload(SR_PROTOCOL_MSGPACK, &msg, &body, &err), SR_OK)
+            << err.str;
+        send(SR_IPC_INVOKE, conn, &body);
+        sr_buf_free(&body);
+    }
+
+    // Reads what has arrived without blocking.
+    void pump()
+    {
+        unsigned char buf[65536];
+        for (;;) {
+            asio::error_code ec;
+            size_t n = socket_.read_some(asio::buffer(buf), ec);
+            if (ec == asio::error::would_block) {
+                break;
+            }
+            if (ec) {
+                closed_ = true;
+                break;
+            }
+            sr_buf_append(&in_, buf, n);
+        }
+        for (;;) {
+            sr_ipc_frame_t f;
+            size_t consumed;
+            sr_error_t err;
+            if (sr_ipc_parse(in_.data, in_.len, 0, &f, &consumed, &err) != SR_OK) {
+                break;
+            }
+            frames_.push_back({f.type, std::string(f.conn_id, f.conn_id_len),
+                               std::vector<unsigned char>(f.body, f.body + f.body_len)});
+            sr_buf_consume(&in_, consumed);
+        }
+    }
+
+    bool wait(const std::function<bool()> &pred)
+    {
+        return testing::run_until(io_, [&] {
+            pump();
+            return pred();
+        });
+    }
+
+    const Frame *find(uint8_t type, size_t skip = 0)
+    {
+        for (const Frame &f : frames_) {
+            if (f.type == type && skip-- == 0) {
+                return &f;
+            }
+        }
+        return nullptr;
+    }
+
+    size_t count(uint8_t type) const
+    {
+        size_t n = 0;
+        for (const Frame &f : frames_) {
+            n += f.type == type;
+        }
+        return n;
+    }
+
+    bool closed() const { return closed_; }
+    void close() { socket_.close(); }
+    const std::vector<Frame> &frames() const { return frames_; }
+
+private:
+    asio::io_context &io_;
+    asio::local::stream_protocol::socket socket_;
+    sr_buf_t in_;
+    std::vector<Frame> frames_;
+    bool closed_ = false;
+};
+
+// Records what the registry hands it; answers an Invocation "Echo" with a Completion and
+// "Flood" with many of them.
+class FakeHub final : public Hub {
+public:
+    explicit FakeHub(ConnectionSink &sink) : sink_(sink) {}
+
+    void on_connected(const ConnectionInfo &c) override { connected.push_back(c.id + ":" + c.user); }
+    void on_disconnected(const ConnectionInfo &c) override { disconnected.push_back(c.id); }
+    void shutdown() override {}
+
+    void on_message(const ConnectionInfo &c, sr_message_t &msg) override
+    {
+        targets.push_back(msg.target ? msg.target : "");
+        int times = msg.target && std::string(msg.target) == "Flood" ? 20000 : 1;
+        sr_message_t reply;
+        sr_message_init(&reply, SR_MSG_COMPLETION);
+        reply.invocation_id = strdup(msg.invocation_id ? msg.invocation_id : "0");
+        reply.result = json_string(std::string(1000, 'x').c_str());
+        for (int i = 0; i < times; i++) {
+            sink_.send(c.id, reply);
+        }
+        sr_message_clear(&reply);
+    }
+
+    std::vector<std::string> connected, disconnected, targets;
+
+private:
+    ConnectionSink &sink_;
+};
+
+class WorkerLinkTest : public ::testing::Test {
+protected:
+    void SetUp() override { start(LinkOptions{}); }
+
+    void start(LinkOptions options)
+    {
+        dir_ = testing::make_temp_dir();
+        path_ = dir_ + "/worker.sock";
+        registry_.add_hub("Test", hub_);
+        server_ = std::make_unique<WorkerLinkServer>(io_.get_executor(), registry_, options);
+        ASSERT_TRUE(server_->listen(path_).is_ok());
+    }
+
+    void TearDown() override
+    {
+        server_->close_all();
+        testing::run_for(io_, std::chrono::milliseconds(20));
+        server_.reset();
+        testing::remove_tree(dir_);
+    }
+
+    static sr_message_t invocation(const char *target, const char *id)
+    {
+        sr_message_t m;
+        sr_message_init(&m, SR_MSG_INVOCATION);
+        m.target = strdup(target);
+        m.invocation_id = id ? strdup(id) : nullptr;
+        m.arguments = json_array();
+        return m;
+    }
+
+    asio::io_context io_;
+    HubRegistry registry_;
+    FakeHub hub_{registry_};
+    std::unique_ptr<WorkerLinkServer> server_;
+    std::string dir_;
+    std::string path_;
+};
+
+TEST_F(WorkerLinkTest, AnswersHelloWithItsVersionAndPingWithPong)
+{
+    FakeWorker w(io_, path_);
+    w.hello();
+    ASSERT_TRUE(w.wait([&] { return w.find(SR_IPC_HELLO) != nullptr; }));
+
+    sr_ipc_hello_t h{};
+    sr_error_t err;
+    const Frame *f = w.find(SR_IPC_HELLO);
+    ASSERT_EQ(sr_ipc_hello_decode(f->body.data(), f->body.size(), &h, &err), SR_OK) << err.str;
+    EXPECT_EQ(h.version, static_cast<uint32_t>(SR_IPC_VERSION));
+    EXPECT_EQ(h.pid, static_cast<int64_t>(getpid()));
+    sr_ipc_hello_clear(&h);
+
+    w.send(SR_IPC_PING, "", nullptr);
+    EXPECT_TRUE(w.wait([&] { return w.count(SR_IPC_PONG) == 1; }));
+    EXPECT_FALSE(w.closed());
+}
+
+TEST_F(WorkerLinkTest, SaysItsVersionThenPartsWithAWorkerOfAnother)
+{
+    FakeWorker w(io_, path_);
+    w.hello(SR_IPC_VERSION + 1);
+
+    EXPECT_TRUE(w.wait([&] { return w.closed(); }));
+    EXPECT_EQ(w.count(SR_IPC_HELLO), 1u);
+}
+
+TEST_F(WorkerLinkTest, DropsALinkThatDoesNotStartWithHello)
+{
+    FakeWorker w(io_, path_);
+    w.send(SR_IPC_PING, "", nullptr);
+
+    EXPECT_TRUE(w.wait([&] { return w.closed(); }));
+    EXPECT_EQ(w.count(SR_IPC_PONG), 0u);
+}
+
+TEST_F(WorkerLinkTest, DropsALinkOnAMalformedFrame)
+{
+    FakeWorker w(io_, path_);
+    w.hello();
+    // a length too short for the header that must follow it
+    const unsigned char bad[] = {0, 0, 0, 1, SR_IPC_PING};
+    w.send_raw(bad, sizeof(bad));
+
+    EXPECT_TRUE(w.wait([&] { return w.closed(); }));
+}
+
+TEST_F(WorkerLinkTest, RoutesConnectionsToTheirHubAndAnswersThroughTheLink)
+{
+    FakeWorker w(io_, path_);
+    w.hello();
+    w.open("conn-1", "Test", "alice");
+    sr_message_t echo = invocation("Echo", "7");
+    w.invoke("conn-1", echo);
+    sr_message_clear(&echo);
+
+    ASSERT_TRUE(w.wait([&] { return w.find(SR_IPC_SEND) != nullptr; }));
+    EXPECT_EQ(hub_.connected, std::vector<std::string>{"conn-1:alice"});
+    EXPECT_EQ(hub_.targets, std::vector<std::string>{"Echo"});
+
+    const Frame *f = w.find(SR_IPC_SEND);
+    EXPECT_EQ(f->conn, "conn-1");
+    sr_message_t got;
+    sr_error_t err;
+    ASSERT_EQ(sr_message_decode_payload(SR_PROTOCOL_MSGPACK, f->body.data(), f->body.size(),
+                                        nullptr, &got, &err),
+              SR_OK)
+        << err.str;
+    EXPECT_EQ(got.type, SR_MSG_COMPLETION);
+    EXPECT_STREQ(got.invocation_id, "7");
+    sr_message_clear(&got);
+
+    w.send(SR_IPC_CLOSED, "conn-1", nullptr);
+    EXPECT_TRUE(w.wait([&] { return hub_.disconnected.size() == 1; }));
+    EXPECT_EQ(registry_.connection_count(), 0u);
+}
+
+TEST_F(WorkerLinkTest, AConnectionToAnUnknownHubIsClosed)
+{
+    FakeWorker w(io_, path_);
+    w.hello();
+    w.open("conn-9", "Nope", "alice");
+
+    ASSERT_TRUE(w.wait([&] { return w.find(SR_IPC_CLOSE) != nullptr; }));
+    sr_ipc_close_t c{};
+    sr_error_t err;
+    const Frame *f = w.find(SR_IPC_CLOSE);
+    EXPECT_EQ(f->conn, "conn-9");
+    ASSERT_EQ(sr_ipc_close_decode(f->body.data(), f->body.size(), &c, &err), SR_OK) << err.str;
+    EXPECT_STREQ(c.error, "Hub 'Nope' is not available.");
+    EXPECT_FALSE(c.allow_reconnect);
+    sr_ipc_close_clear(&c);
+    EXPECT_TRUE(hub_.connected.empty());
+}
+
+TEST_F(WorkerLinkTest, ALinkThatDropsTakesItsConnectionsWithIt)
+{
+    {
+        FakeWorker w(io_, path_);
+        w.hello();
+        w.open("a", "Test", "u");
+        w.open("b", "Test", "u");
+        ASSERT_TRUE(w.wait([&] { return registry_.connection_count() == 2; }));
+        w.close();
+    }
+    EXPECT_TRUE(testing::run_until(io_, [&] { return hub_.disconnected.size() == 2; }));
+    EXPECT_EQ(registry_.connection_count(), 0u);
+    EXPECT_TRUE(testing::run_until(io_, [&] { return server_->link_count() == 0; }));
+}
+
+class SlowWorkerLink : public WorkerLinkTest {
+protected:
+    void SetUp() override { start(LinkOptions{256 * 1024, 0, "node"}); }
+};
+
+TEST_F(SlowWorkerLink, AWorkerThatCannotKeepUpIsDroppedNotBuffered)
+{
+    FakeWorker w(io_, path_);
+    w.hello();
+    w.open("conn-1", "Test", "alice");
+    sr_message_t flood = invocation("Flood", "1");
+    w.invoke("conn-1", flood);
+    sr_message_clear(&flood);
+
+    // 20000 replies of 1 KB, far over the 256 KiB bound, while the worker does not read
+    EXPECT_TRUE(testing::run_until(io_, [&] { return hub_.disconnected.size() == 1; }));
+    EXPECT_EQ(registry_.connection_count(), 0u);
+}
+
+// The chat hub behind a real link: what the nginx module will see.
+class ChatOverLink : public testing::ChatFixture {
+protected:
+    void SetUp() override
+    {
+        ChatFixture::SetUp();
+        dir_ = testing::make_temp_dir();
+        path_ = dir_ + "/worker.sock";
+        chat_ = std::make_unique<ChatHub>(io_.get_executor(), *store_, bus_, *runner_, registry_);
+        registry_.add_hub(chat_hub_name, *chat_);
+        server_ = std::make_unique<WorkerLinkServer>(io_.get_executor(), registry_, LinkOptions{});
+        ASSERT_TRUE(server_->listen(path_).is_ok());
+    }
+
+    void TearDown() override
+    {
+        server_->close_all();
+        testing::run_for(io_, std::chrono::milliseconds(20));
+        server_.reset();
+        chat_.reset();
+        testing::remove_tree(dir_);
+        ChatFixture::TearDown();
+    }
+
+    HubRegistry registry_;
+    std::unique_ptr<ChatHub> chat_;
+    std::unique_ptr<WorkerLinkServer> server_;
+    std::string dir_;
+    std::string path_;
+};
+
+TEST_F(ChatOverLink, StreamItemsArriveAsSendFramesForTheConnection)
+{
+    std::string id = create("alice", "over the link");
+    FakeWorker w(io_, path_);
+    w.hello();
+    w.open("conn-1", chat_hub_name, "alice");
+
+    sr_message_t call;
+    sr_message_init(&call, SR_MSG_STREAM_INVOCATION);
+    call.invocation_id = strdup("1");
+    call.target = strdup("Stream");
+    call.arguments = json_pack("[s n]", id.c_str());
+    w.invoke("conn-1", call);
+    sr_message_clear(&call);
+
+    std::string text;
+    bool final_seen = false;
+    size_t next = 0;
+    ASSERT_TRUE(w.wait([&] {
+        for (; next < w.frames().size(); next++) {
+            const Frame &f = w.frames()[next];
+            sr_message_t m;
+            sr_error_t err;
+            if (f.type != SR_IPC_SEND ||
+                sr_message_decode_payload(SR_PROTOCOL_MSGPACK, f.body.data(), f.body.size(),
+                                          nullptr, &m, &err) != SR_OK) {
+                continue;
+            }
+            if (m.type == SR_MSG_STREAM_ITEM &&
+                std::string(json_get_string(m.item, "sender")) == "assistant") {
+                text += json_get_string(m.item, "text");
+                final_seen = json_is_true(json_object_get(m.item, "isFinal"));
+            }
+            sr_message_clear(&m);
+        }
+        return final_seen;
+    }));
+    ASSERT_TRUE(wait_reply(id));
+    EXPECT_EQ(text, load(id)->messages.back().text);
+}
+
+}  // namespace
+}  // namespace signalrd
