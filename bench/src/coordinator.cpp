@@ -40,12 +40,16 @@ struct Child {
 
 
 void
-raise_fd_limit(size_t connections)
+raise_fd_limit(const Options &opts)
 {
     struct rlimit  rl;
-    rlim_t         need = 2 * connections + 64;
+    size_t         share = (opts.connections + opts.procs - 1) / opts.procs;
+    rlim_t         need;
 
-    // Two sockets for a chat connection, one otherwise, and a margin.
+    // A worker's share of sockets: two a chat connection (hub and REST),
+    // one otherwise, and a margin.
+    need = (opts.scenario == "chat" ? 2 : 1) * share + 64;
+
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
         return;
     }
@@ -65,8 +69,9 @@ raise_fd_limit(size_t connections)
 
     if (rl.rlim_cur < need) {
         fprintf(stderr, "signalr-bench: warning: fd limit %llu is low for "
-                "%zu connections: raise it with ulimit -n\n",
-                (unsigned long long) rl.rlim_cur, connections);
+                "%zu connections a process: raise it with ulimit -n or "
+                "use more --procs\n",
+                (unsigned long long) rl.rlim_cur, share);
     }
 }
 
@@ -327,7 +332,7 @@ run_coordinator(const Options &opts)
     bool                     complete = true;
 
     signal(SIGPIPE, SIG_IGN);
-    raise_fd_limit(opts.connections);
+    raise_fd_limit(opts);
 
     if (opts.scenario == "idle") {
         targets = find_targets(opts.pids, opts.nginx_master, opts.daemon_pid);

@@ -4,6 +4,9 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include <cctype>
+#include <cstdlib>
+
 #include <jansson.h>
 
 #include <signalr/handshake.h>
@@ -74,6 +77,7 @@ HubConnection::HubConnection(EventLoop &loop, const HubTarget &target,
     sr_ws_parser_init(&ws_, SR_WS_ROLE_CLIENT, target.max_message);
     sr_buf_init(&in_);
     sr_buf_init(&out_);
+    sr_buf_init(&frame_);
     rng_ = (uint64_t(getpid()) << 32) ^ (index * 0x9E3779B97F4A7C15ULL)
            ^ uint64_t(monotonic_ns()) ^ 1;
 }
@@ -84,6 +88,7 @@ HubConnection::~HubConnection()
     sr_ws_parser_free(&ws_);
     sr_buf_free(&in_);
     sr_buf_free(&out_);
+    sr_buf_free(&frame_);
 }
 
 
@@ -271,21 +276,19 @@ HubConnection::send_frame(int opcode, const unsigned char *data,
 {
     uint32_t       m = next_mask(&rng_);
     unsigned char  mask[4];
-    sr_buf_t       frame;
 
     mask[0] = (unsigned char) (m >> 24);
     mask[1] = (unsigned char) (m >> 16);
     mask[2] = (unsigned char) (m >> 8);
     mask[3] = (unsigned char) m;
 
-    sr_buf_init(&frame);
+    // frame_ keeps its allocation from one frame to the next.
+    sr_buf_reset(&frame_);
 
-    if (sr_ws_write_frame(&frame, opcode, data, len, mask) == SR_OK) {
-        stream_->write(frame.data, frame.len);
+    if (sr_ws_write_frame(&frame_, opcode, data, len, mask) == SR_OK) {
+        stream_->write(frame_.data, frame_.len);
         last_send_ns_ = monotonic_ns();
     }
-
-    sr_buf_free(&frame);
 }
 
 

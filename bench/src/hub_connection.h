@@ -122,7 +122,8 @@ private:
     std::string                  ws_key_;
     sr_ws_parser_t               ws_;
     sr_buf_t                     in_;
-    sr_buf_t                     out_;
+    sr_buf_t                     out_;      // an encoded hub message
+    sr_buf_t                     frame_;    // a masked WebSocket frame
     uint64_t                     rng_;
     int64_t                      started_ns_ = 0;
     int64_t                      ready_ns_ = 0;

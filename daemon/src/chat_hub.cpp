@@ -204,7 +204,7 @@ asio::awaitable<void> ChatHub::replay(std::shared_ptr<Stream> stream)
     }
 
     // a reply its instance never finished: end it, so the stream sees a final fragment
-    if (!snapshot->reply_running && !unfinished_fragments(*snapshot).empty()) {
+    if (runner_.abandoned(*snapshot)) {
         Status s = co_await runner_.recover(*snapshot);
         if (!s.is_ok()) {
             log_warn("ending the unfinished reply of conversation %s failed: %s",

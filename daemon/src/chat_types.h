@@ -65,6 +65,7 @@ struct ConversationSnapshot {
     std::vector<StoredMessage> messages;   // finished messages, in order
     std::vector<Fragment> backlog;         // the backlog stream, in order
     bool reply_running = false;            // a reply lease is held by some instance
+    bool lease_is_ours = false;            // ... by this instance (or its previous run)
 };
 
 // Fragments of the message being generated: backlog entries of no finished message.

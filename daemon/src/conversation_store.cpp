@@ -49,6 +49,14 @@ if redis.call('GET', KEYS[4]) == ARGV[9] then redis.call('DEL', KEYS[4]) end
 return 1
 )lua";
 
+// KEYS: lease. ARGV: value, ms, instance prefix ("<instance> ") of a lease we may take over.
+const char *const claim_script = R"lua(
+local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, 1, string.len(ARGV[3])) ~= ARGV[3] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+)lua";
+
 // KEYS: lease. ARGV: value, ms.
 const char *const renew_script = R"lua(
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
@@ -216,10 +224,11 @@ asio::awaitable<Result<NewTurn>> ConversationStore::add_turn(const std::string &
     turn.user_message.fragments.emplace_back(turn.user_fragment.fragment_id, text.size());
     turn.reply_id = new_uuid_v7();
 
-    RedisArgs command = {"EVAL", add_turn_script, "4", conversation_key(id), messages_key(id), backlog_key(id),
-         lease_key(id), owner, lease_value(turn.reply_id), lease_ms(),
-         message_to_record(turn.user_message), turn.user_message.id, text,
-         turn.user_fragment.fragment_id, backlog_max_len};
+    RedisArgs command = {"EVAL", add_turn_script, "4",
+                         conversation_key(id), messages_key(id), backlog_key(id), lease_key(id),
+                         owner, lease_value(turn.reply_id), lease_ms(),
+                         message_to_record(turn.user_message), turn.user_message.id, text,
+                         turn.user_fragment.fragment_id, backlog_max_len};
     Result<RedisValue> r = co_await redis_.command(std::move(command));
     if (!r.is_ok()) {
         co_return r.status();
@@ -250,7 +259,7 @@ asio::awaitable<Result<ConversationSnapshot>> ConversationStore::load(const std:
         {"HGETALL", conversation_key(id)},
         {"LRANGE", messages_key(id), "0", "-1"},
         {"XRANGE", backlog_key(id), "-", "+"},
-        {"EXISTS", lease_key(id)},
+        {"GET", lease_key(id)},
     };
     Result<RedisValue> r = co_await redis_.transaction(std::move(commands));
     if (!r.is_ok()) {
@@ -270,7 +279,9 @@ asio::awaitable<Result<ConversationSnapshot>> ConversationStore::load(const std:
         co_return st;
     }
     read_backlog(r->elements[2], s.backlog);
-    s.reply_running = r->elements[3].integer == 1;
+    const RedisValue &lease = r->elements[3];
+    s.reply_running = lease.is_string();
+    s.lease_is_ours = lease.is_string() && lease.str.rfind(instance_ + " ", 0) == 0;
     co_return s;
 }
 
@@ -379,7 +390,8 @@ asio::awaitable<Status> ConversationStore::complete_reply(const std::string &id,
 asio::awaitable<Status> ConversationStore::renew_lease(const std::string &id,
                                                        const std::string &reply_id)
 {
-    RedisArgs command = {"EVAL", renew_script, "1", lease_key(id), lease_value(reply_id), lease_ms()};
+    RedisArgs command = {"EVAL", renew_script, "1", lease_key(id), lease_value(reply_id),
+                         lease_ms()};
     Result<RedisValue> r = co_await redis_.command(std::move(command));
     if (!r.is_ok()) {
         co_return r.status();
@@ -390,13 +402,14 @@ asio::awaitable<Status> ConversationStore::renew_lease(const std::string &id,
 asio::awaitable<Status> ConversationStore::claim_lease(const std::string &id,
                                                        const std::string &reply_id)
 {
-    RedisArgs command = {"SET", lease_key(id), lease_value(reply_id), "NX", "PX", lease_ms()};
+    RedisArgs command = {"EVAL", claim_script, "1", lease_key(id), lease_value(reply_id),
+                         lease_ms(), instance_ + " "};
     Result<RedisValue> r = co_await redis_.command(std::move(command));
     if (!r.is_ok()) {
         co_return r.status();
     }
-    co_return r->is_nil() ? Status::conflict("a reply is already being generated")
-                          : Status::ok();
+    co_return r->integer == 1 ? Status::ok()
+                              : Status::conflict("a reply is already being generated");
 }
 
 asio::awaitable<Result<std::vector<ChatTurn>>> ConversationStore::history(const std::string &id)

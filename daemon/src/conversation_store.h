@@ -11,7 +11,10 @@
 //                                 a reply ends, lives on while one runs
 //   P:conversation:{ID}:reply     the reply lease: "<instance> <reply message id>",
 //                                 15 s, renewed while the reply runs; it keeps a second
-//                                 reply from starting and dies with a dead instance
+//                                 reply from starting and dies with a dead instance. The
+//                                 instance name is stable across restarts (host and
+//                                 worker socket), so a restarted daemon knows the leases
+//                                 its previous run left and need not wait them out
 //   P:user:USER:conversations     sorted set of the user's conversation ids by createdMs
 //
 // Multi-key updates run as Lua scripts or MULTI/EXEC, so that readers never see half a
@@ -73,7 +76,8 @@ public:
     // Keeps the lease of reply_id alive; not_found once it is no longer ours.
     asio::awaitable<Status> renew_lease(const std::string &id, const std::string &reply_id);
 
-    // Takes the lease for reply_id when nobody holds it; conflict otherwise.
+    // Takes the lease for reply_id when nobody holds it, or when this instance's
+    // previous run left it; conflict otherwise.
     asio::awaitable<Status> claim_lease(const std::string &id, const std::string &reply_id);
 
     // The last history_messages finished turns.

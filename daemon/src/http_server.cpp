@@ -61,7 +61,8 @@ std::optional<std::string> HttpRequest::query_param(std::string_view name) const
         size_t eq = pair.find('=');
         std::string key = percent_decode(pair.substr(0, eq));
         if (key == name) {
-            return eq == std::string_view::npos ? std::string() : percent_decode(pair.substr(eq + 1));
+            return eq == std::string_view::npos ? std::string()
+                                                : percent_decode(pair.substr(eq + 1));
         }
     }
     return std::nullopt;

@@ -23,7 +23,6 @@
 #include "http_server.h"
 #include "hub_registry.h"
 #include "token_claims.h"
-#include "uuid.h"
 #include "worker_link.h"
 
 namespace signalrd {
@@ -70,7 +69,7 @@ struct Daemon {
     Daemon(asio::io_context &io, const Config &c, RedisEndpoint endpoint)
         : config(c),
           redis(io.get_executor(), std::move(endpoint)),
-          store(redis, c.key_prefix, host_name() + "/" + new_uuid_v7(), c.history_messages,
+          store(redis, c.key_prefix, host_name() + ":" + c.worker_socket, c.history_messages,
                 c.backlog_ttl),
           provider(c.demo_token_rate, c.demo_reply_tokens),
           runner(io.get_executor(), store, bus, provider),

@@ -158,13 +158,20 @@ asio::awaitable<void> ReplyRunner::finish(Reply &reply, std::string final_text)
     }
 }
 
+bool ReplyRunner::abandoned(const ConversationSnapshot &snapshot) const
+{
+    if (running(snapshot.id) || unfinished_fragments(snapshot).empty()) {
+        return false;
+    }
+    return !snapshot.reply_running || snapshot.lease_is_ours;
+}
+
 asio::awaitable<Status> ReplyRunner::recover(const ConversationSnapshot &snapshot)
 {
-    std::vector<Fragment> unfinished = unfinished_fragments(snapshot);
-
-    if (unfinished.empty() || snapshot.reply_running || running(snapshot.id)) {
+    if (!abandoned(snapshot)) {
         co_return Status::ok();
     }
+    std::vector<Fragment> unfinished = unfinished_fragments(snapshot);
 
     const std::string reply_id = unfinished.front().message_id;
     Status s = co_await store_.claim_lease(snapshot.id, reply_id);

@@ -43,9 +43,12 @@ public:
     // Interrupts every reply; they end (and are stored) shortly after.
     void shutdown();
 
-    // Ends a reply left unfinished by an instance that died: when the snapshot shows
-    // fragments of no finished message and no lease, takes the lease and stores a final
-    // "interrupted" fragment, which live streams then receive.
+    // Whether the snapshot shows a reply nobody will finish: fragments of no finished
+    // message, and no lease, or a lease this instance's previous run left.
+    bool abandoned(const ConversationSnapshot &snapshot) const;
+
+    // Ends an abandoned reply: takes its lease and stores a final "interrupted"
+    // fragment, which live streams then receive. Does nothing for any other snapshot.
     asio::awaitable<Status> recover(const ConversationSnapshot &snapshot);
 
 private:

@@ -27,12 +27,18 @@ public:
     Status() = default;
 
     static Status ok() { return Status(); }
-    static Status invalid_argument(std::string m) { return {StatusCode::invalid_argument, std::move(m)}; }
+    static Status invalid_argument(std::string m)
+    {
+        return {StatusCode::invalid_argument, std::move(m)};
+    }
     static Status not_found(std::string m) { return {StatusCode::not_found, std::move(m)}; }
     static Status conflict(std::string m) { return {StatusCode::conflict, std::move(m)}; }
     static Status unavailable(std::string m) { return {StatusCode::unavailable, std::move(m)}; }
     static Status io_error(std::string m) { return {StatusCode::io_error, std::move(m)}; }
-    static Status protocol_error(std::string m) { return {StatusCode::protocol_error, std::move(m)}; }
+    static Status protocol_error(std::string m)
+    {
+        return {StatusCode::protocol_error, std::move(m)};
+    }
     static Status too_large(std::string m) { return {StatusCode::too_large, std::move(m)}; }
     static Status internal(std::string m) { return {StatusCode::internal, std::move(m)}; }
 

@@ -45,7 +45,8 @@ protected:
 
     std::string post_chat(const std::string &text)
     {
-        HttpResponse res = call("POST", "/api/v1/chats", "{\"prompt\":{\"text\":\"" + text + "\"}}");
+        std::string body = "{\"prompt\":{\"text\":\"" + text + "\"}}";
+        HttpResponse res = call("POST", "/api/v1/chats", body);
         EXPECT_EQ(res.status, 201) << res.body;
         Json id = body_of(res);
         return json_is_string(id.get()) ? json_string_value(id.get()) : "";

@@ -157,13 +157,12 @@ protected:
     void stream(const ConnectionInfo &c, const std::string &inv, const std::string &conv,
                 const ResumePoint &resume = {})
     {
+        auto id_or_null = [](const std::string &s) {
+            return s.empty() ? json_null() : json_string(s.c_str());
+        };
         json_t *context = json_object();
-        json_object_set_new(context, "lastMessageId", resume.last_message_id.empty()
-                                                          ? json_null()
-                                                          : json_string(resume.last_message_id.c_str()));
-        json_object_set_new(context, "lastFragmentId", resume.last_fragment_id.empty()
-                                                           ? json_null()
-                                                           : json_string(resume.last_fragment_id.c_str()));
+        json_object_set_new(context, "lastMessageId", id_or_null(resume.last_message_id));
+        json_object_set_new(context, "lastFragmentId", id_or_null(resume.last_fragment_id));
         json_t *args = json_pack("[s o]", conv.c_str(), context);
         invoke(c, SR_MSG_STREAM_INVOCATION, inv.c_str(), "Stream", args);
     }

@@ -243,7 +243,8 @@ TEST_F(ChatFixture, AReplyLeftUnfinishedByADeadInstanceIsEndedWhenStreamed)
         auto s = testing::run_coro(io_, store_->append_fragment(t.conversation_id, f));
         ASSERT_TRUE(s && s->is_ok());
     }
-    auto del = testing::run_coro(io_, redis_->command({"DEL", store_->lease_key(t.conversation_id)}));
+    RedisArgs del_lease = {"DEL", store_->lease_key(t.conversation_id)};
+    auto del = testing::run_coro(io_, redis_->command(del_lease));
     ASSERT_TRUE(del && del->is_ok());
 
     stream(alice, "1", t.conversation_id);
@@ -256,6 +257,46 @@ TEST_F(ChatFixture, AReplyLeftUnfinishedByADeadInstanceIsEndedWhenStreamed)
     auto s = load(t.conversation_id);
     ASSERT_EQ(s->messages.size(), 2u);
     EXPECT_EQ(s->messages[1].text, std::string("Half done ") + interrupted_text);
+}
+
+TEST_F(ChatFixture, ARestartedInstanceEndsTheRepliesItsPreviousRunLeft)
+{
+    auto alice = connection("c1", "alice");
+    auto turn = testing::run_coro(io_, store_->create("alice", "crash"));
+    ASSERT_TRUE(turn && turn->is_ok());
+    const NewTurn &t = **turn;
+    Fragment f{t.reply_id, "assistant", "Partial ", new_uuid_v7(), false};
+    ASSERT_TRUE(testing::run_coro(io_, store_->append_fragment(t.conversation_id, f)));
+    // the lease is still there, but it names this instance and nothing runs here
+
+    stream(alice, "1", t.conversation_id);
+    ASSERT_TRUE(wait_final("c1", "1"));
+
+    auto got = sink_.fragments("c1", "1");
+    ASSERT_EQ(got.size(), 3u);
+    EXPECT_EQ(got[2].text, interrupted_text);
+    EXPECT_FALSE(load(t.conversation_id)->reply_running) << "the lease was released";
+}
+
+TEST_F(ChatFixture, AReplyLeasedByAnotherLiveInstanceIsLeftToIt)
+{
+    auto alice = connection("c1", "alice");
+    auto turn = testing::run_coro(io_, store_->create("alice", "elsewhere"));
+    ASSERT_TRUE(turn && turn->is_ok());
+    const NewTurn &t = **turn;
+    Fragment f{t.reply_id, "assistant", "Streaming ", new_uuid_v7(), false};
+    ASSERT_TRUE(testing::run_coro(io_, store_->append_fragment(t.conversation_id, f)));
+    RedisArgs other = {"SET", store_->lease_key(t.conversation_id), "instance-b " + t.reply_id,
+                       "PX", "15000"};
+    ASSERT_TRUE(testing::run_coro(io_, redis_->command(other)));
+
+    stream(alice, "1", t.conversation_id);
+    testing::run_for(io_, std::chrono::milliseconds(100));
+
+    auto got = sink_.fragments("c1", "1");
+    ASSERT_EQ(got.size(), 2u) << "the turn and the fragment so far, then it waits";
+    EXPECT_FALSE(got[1].is_final);
+    EXPECT_TRUE(load(t.conversation_id)->reply_running);
 }
 
 TEST_F(ChatFixture, DeletingTheConversationEndsItsStreams)

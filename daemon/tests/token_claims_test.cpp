@@ -78,16 +78,16 @@ TEST(DevTokens, SignedTokenVerifiesWithTheRepositoryDevKey)
     EXPECT_STREQ(json_string_value(json_object_get(claims.get(), "role")), "admin");
 }
 
-struct Run {
+struct CommandRun {
     int status;
     std::string out;
 };
 
-Run signalrctl(const std::string &args)
+CommandRun signalrctl(const std::string &args)
 {
     std::string cmd = std::string(SIGNALRCTL_PATH) + " " + args + " 2>&1";
     FILE *p = ::popen(cmd.c_str(), "r");
-    Run r{-1, ""};
+    CommandRun r{-1, ""};
     char buf[512];
     size_t n;
 
@@ -101,7 +101,8 @@ Run signalrctl(const std::string &args)
 
 TEST(Signalrctl, TokenPrintsAVerifiableToken)
 {
-    Run r = signalrctl(std::string("token --sub bob --ttl 120 --key ") + SIGNALR_DEV_KEY_FILE);
+    CommandRun r =
+        signalrctl(std::string("token --sub bob --ttl 120 --key ") + SIGNALR_DEV_KEY_FILE);
 
     ASSERT_EQ(r.status, 0) << r.out;
     ASSERT_FALSE(r.out.empty());
@@ -116,12 +117,12 @@ TEST(Signalrctl, TokenPrintsAVerifiableToken)
 
 TEST(Signalrctl, ErrorsAreOneLineAndExitTwo)
 {
-    Run no_sub = signalrctl(std::string("token --key ") + SIGNALR_DEV_KEY_FILE);
-    Run no_key = signalrctl("token --sub a --key /nonexistent/key");
-    Run bad_opt = signalrctl("token --sub a --colour red");
-    Run bad_cmd = signalrctl("frobnicate");
+    CommandRun no_sub = signalrctl(std::string("token --key ") + SIGNALR_DEV_KEY_FILE);
+    CommandRun no_key = signalrctl("token --sub a --key /nonexistent/key");
+    CommandRun bad_opt = signalrctl("token --sub a --colour red");
+    CommandRun bad_cmd = signalrctl("frobnicate");
 
-    for (const Run &r : {no_sub, no_key, bad_opt, bad_cmd}) {
+    for (const CommandRun &r : {no_sub, no_key, bad_opt, bad_cmd}) {
         EXPECT_EQ(r.status, 2) << r.out;
         EXPECT_EQ(r.out.rfind("signalrctl: ", 0), 0u) << r.out;
         EXPECT_EQ(r.out.find('\n'), r.out.size() - 1) << "one line: " << r.out;

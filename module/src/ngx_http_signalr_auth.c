@@ -9,6 +9,8 @@
 
 
 static ngx_int_t ngx_http_signalr_auth_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_signalr_auth_keep(ngx_http_request_t *r,
+    ngx_http_signalr_ctx_t *ctx, sr_jwt_identity_t *id);
 static ngx_int_t ngx_http_signalr_auth_token(ngx_http_request_t *r,
     ngx_http_signalr_loc_conf_t *slcf, ngx_str_t *token);
 static ngx_int_t ngx_http_signalr_auth_reject(ngx_http_request_t *r,
@@ -90,28 +92,44 @@ ngx_http_signalr_auth_handler(ngx_http_request_t *r)
         return ngx_http_signalr_auth_reject(r, err.str);
     }
 
-    ctx->user.len = ngx_strlen(id.user);
+    rc = ngx_http_signalr_auth_keep(r, ctx, &id);
 
-    if (ctx->user.len == 0 || ctx->user.len > NGX_HTTP_SIGNALR_MAX_USER) {
-        sr_jwt_identity_clear(&id);
-        ngx_str_null(&ctx->user);
+    sr_jwt_identity_clear(&id);
+
+    if (rc == NGX_DECLINED) {
         return ngx_http_signalr_auth_reject(r, "unusable user claim");
     }
 
-    ctx->user.data = ngx_pnalloc(r->pool, ctx->user.len);
+    return rc;
+}
+
+
+/* moves the verified identity into the request context */
+
+static ngx_int_t
+ngx_http_signalr_auth_keep(ngx_http_request_t *r,
+    ngx_http_signalr_ctx_t *ctx, sr_jwt_identity_t *id)
+{
+    size_t  len;
+
+    len = id->user ? ngx_strlen(id->user) : 0;
+
+    if (len == 0 || len > NGX_HTTP_SIGNALR_MAX_USER) {
+        return NGX_DECLINED;
+    }
+
+    ctx->user.data = ngx_pnalloc(r->pool, len);
     if (ctx->user.data == NULL) {
-        sr_jwt_identity_clear(&id);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_memcpy(ctx->user.data, id.user, ctx->user.len);
+    ngx_memcpy(ctx->user.data, id->user, len);
+    ctx->user.len = len;
 
     /* the context's cleanup releases the claims from now on */
-    ctx->claims = id.claims;
-    id.claims = NULL;
+    ctx->claims = id->claims;
+    id->claims = NULL;
     ctx->authenticated = 1;
-
-    sr_jwt_identity_clear(&id);
 
     return NGX_OK;
 }

@@ -20,11 +20,16 @@
 #define NGX_HTTP_SIGNALR_LINK_MIN_BACKOFF   100
 #define NGX_HTTP_SIGNALR_LINK_MAX_BACKOFF   5000
 
+/* a silent daemon is pinged, and dropped when it stays silent */
+#define NGX_HTTP_SIGNALR_LINK_PING_TIME     10000
+#define NGX_HTTP_SIGNALR_LINK_TIMEOUT       30000
+
 
 typedef enum {
     NGX_HTTP_SIGNALR_LINK_OFF = 0,
     NGX_HTTP_SIGNALR_LINK_DOWN,
     NGX_HTTP_SIGNALR_LINK_CONNECTING,
+    NGX_HTTP_SIGNALR_LINK_HELLO,        /* ours sent, the daemon's awaited */
     NGX_HTTP_SIGNALR_LINK_UP
 } ngx_http_signalr_link_state_e;
 
@@ -41,22 +46,30 @@ typedef struct {
     size_t                          out_pos;
 
     ngx_event_t                     reconnect;
+    ngx_event_t                     ping;
+    ngx_msec_t                      last_recv;
     ngx_msec_t                      backoff;
     ngx_uint_t                      failures;  /* since the last HELLO */
 } ngx_http_signalr_link_t;
 
 
 static void ngx_http_signalr_link_connect(void);
+static ngx_int_t ngx_http_signalr_link_socket(void);
 static void ngx_http_signalr_link_connected(void);
 static void ngx_http_signalr_link_drop(const char *reason, ngx_err_t err);
 static void ngx_http_signalr_link_close_socket(void);
 static void ngx_http_signalr_link_reconnect_handler(ngx_event_t *ev);
+static void ngx_http_signalr_link_ping_handler(ngx_event_t *ev);
 static void ngx_http_signalr_link_read_handler(ngx_event_t *rev);
 static void ngx_http_signalr_link_write_handler(ngx_event_t *wev);
 static ngx_int_t ngx_http_signalr_link_test_connect(ngx_connection_t *c);
 static ngx_int_t ngx_http_signalr_link_parse(void);
 static ngx_int_t ngx_http_signalr_link_frame(sr_ipc_frame_t *frame);
 static ngx_int_t ngx_http_signalr_link_hello(sr_ipc_frame_t *frame);
+static ngx_int_t ngx_http_signalr_link_close_frame(ngx_str_t *id,
+    sr_ipc_frame_t *frame);
+static ngx_int_t ngx_http_signalr_link_protocol_error(const char *what,
+    sr_error_t *err);
 static ngx_int_t ngx_http_signalr_link_flush(void);
 static ngx_int_t ngx_http_signalr_link_queued(void);
 static void ngx_http_signalr_link_compact(void);
@@ -101,6 +114,11 @@ ngx_http_signalr_link_init_process(ngx_cycle_t *cycle)
     link->reconnect.log = cycle->log;
     link->reconnect.cancelable = 1;
 
+    link->ping.handler = ngx_http_signalr_link_ping_handler;
+    link->ping.data = link;
+    link->ping.log = cycle->log;
+    link->ping.cancelable = 1;
+
     link->state = NGX_HTTP_SIGNALR_LINK_DOWN;
 
     ngx_http_signalr_link_connect();
@@ -122,12 +140,18 @@ ngx_http_signalr_link_exit_process(ngx_cycle_t *cycle)
         return;
     }
 
-    if (link->state == NGX_HTTP_SIGNALR_LINK_UP) {
+    if (link->state == NGX_HTTP_SIGNALR_LINK_UP
+        || link->state == NGX_HTTP_SIGNALR_LINK_HELLO)
+    {
         (void) ngx_http_signalr_link_flush();
     }
 
     if (link->reconnect.timer_set) {
         ngx_del_timer(&link->reconnect);
+    }
+
+    if (link->ping.timer_set) {
+        ngx_del_timer(&link->ping);
     }
 
     ngx_http_signalr_link_close_socket();
@@ -146,6 +170,46 @@ ngx_http_signalr_link_is_up(void)
 }
 
 
+static void
+ngx_http_signalr_link_connect(void)
+{
+    int                       rc;
+    ngx_err_t                 err;
+    ngx_connection_t         *c;
+    ngx_http_signalr_link_t  *link;
+
+    link = &ngx_http_signalr_link;
+
+    if (ngx_http_signalr_link_socket() != NGX_OK) {
+        return;
+    }
+
+    c = link->connection;
+
+    rc = connect(c->fd, link->addr->sockaddr, link->addr->socklen);
+
+    if (rc == 0) {
+        ngx_http_signalr_link_connected();
+        return;
+    }
+
+    err = ngx_socket_errno;
+
+    /* EAGAIN on a Unix socket: the daemon's backlog is full */
+    if (err != NGX_EINPROGRESS) {
+        ngx_http_signalr_link_drop("connect() failed", err);
+        return;
+    }
+
+    link->state = NGX_HTTP_SIGNALR_LINK_CONNECTING;
+    ngx_add_timer(c->write, NGX_HTTP_SIGNALR_LINK_CONNECT_TIME);
+
+    if (!ngx_add_conn && ngx_handle_write_event(c->write, 0) != NGX_OK) {
+        ngx_http_signalr_link_drop("ngx_handle_write_event() failed", 0);
+    }
+}
+
+
 /*
  * Design note: the socket is set up here rather than with
  * ngx_event_connect_peer(), which logs every failed attempt at "crit"
@@ -153,11 +217,9 @@ ngx_http_signalr_link_is_up(void)
  * lives, and only its first failure in a row deserves an error line.
  */
 
-static void
-ngx_http_signalr_link_connect(void)
+static ngx_int_t
+ngx_http_signalr_link_socket(void)
 {
-    int                       rc;
-    ngx_err_t                 err;
     ngx_socket_t              s;
     ngx_connection_t         *c;
     ngx_http_signalr_link_t  *link;
@@ -168,7 +230,7 @@ ngx_http_signalr_link_connect(void)
 
     if (s == (ngx_socket_t) -1) {
         ngx_http_signalr_link_drop(ngx_socket_n " failed", ngx_socket_errno);
-        return;
+        return NGX_ERROR;
     }
 
     c = ngx_get_connection(s, link->log);
@@ -176,7 +238,7 @@ ngx_http_signalr_link_connect(void)
     if (c == NULL) {
         (void) ngx_close_socket(s);
         ngx_http_signalr_link_drop("no free connection", 0);
-        return;
+        return NGX_ERROR;
     }
 
     link->connection = c;
@@ -193,38 +255,15 @@ ngx_http_signalr_link_connect(void)
     if (ngx_nonblocking(s) == -1) {
         ngx_http_signalr_link_drop(ngx_nonblocking_n " failed",
                                    ngx_socket_errno);
-        return;
+        return NGX_ERROR;
     }
 
     if (ngx_add_conn && ngx_add_conn(c) == NGX_ERROR) {
         ngx_http_signalr_link_drop("ngx_add_conn() failed", 0);
-        return;
+        return NGX_ERROR;
     }
 
-    rc = connect(s, link->addr->sockaddr, link->addr->socklen);
-
-    if (rc == -1) {
-        err = ngx_socket_errno;
-
-        /* EAGAIN on a Unix socket: the daemon's backlog is full */
-        if (err != NGX_EINPROGRESS) {
-            ngx_http_signalr_link_drop("connect() failed", err);
-            return;
-        }
-
-        link->state = NGX_HTTP_SIGNALR_LINK_CONNECTING;
-        ngx_add_timer(c->write, NGX_HTTP_SIGNALR_LINK_CONNECT_TIME);
-
-        if (!ngx_add_conn
-            && ngx_handle_write_event(c->write, 0) != NGX_OK)
-        {
-            ngx_http_signalr_link_drop("ngx_handle_write_event() failed", 0);
-        }
-
-        return;
-    }
-
-    ngx_http_signalr_link_connected();
+    return NGX_OK;
 }
 
 
@@ -241,7 +280,8 @@ ngx_http_signalr_link_connected(void)
     link = &ngx_http_signalr_link;
     c = link->connection;
 
-    link->state = NGX_HTTP_SIGNALR_LINK_UP;
+    link->state = NGX_HTTP_SIGNALR_LINK_HELLO;
+    link->last_recv = ngx_current_msec;
     c->write->ready = 1;
 
     if (c->write->timer_set) {
@@ -276,11 +316,11 @@ ngx_http_signalr_link_connected(void)
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, link->log, 0,
                    "signalr daemon link to %V connected", link->name);
 
-    ngx_http_signalr_sessions_link_up();
-
-    if (link->state == NGX_HTTP_SIGNALR_LINK_UP) {
-        ngx_post_event(c->write, &ngx_posted_events);
+    if (!link->ping.timer_set) {
+        ngx_add_timer(&link->ping, NGX_HTTP_SIGNALR_LINK_PING_TIME);
     }
+
+    ngx_post_event(c->write, &ngx_posted_events);
 }
 
 
@@ -314,6 +354,10 @@ ngx_http_signalr_link_drop(const char *reason, ngx_err_t err)
     link->out_pos = 0;
 
     link->state = NGX_HTTP_SIGNALR_LINK_DOWN;
+
+    if (link->ping.timer_set) {
+        ngx_del_timer(&link->ping);
+    }
 
     if (was_up) {
         ngx_http_signalr_sessions_link_down();
@@ -352,6 +396,43 @@ ngx_http_signalr_link_reconnect_handler(ngx_event_t *ev)
 
 
 static void
+ngx_http_signalr_link_ping_handler(ngx_event_t *ev)
+{
+    ngx_msec_t                silent;
+    sr_error_t                err;
+    ngx_http_signalr_link_t  *link;
+
+    link = &ngx_http_signalr_link;
+    silent = ngx_current_msec - link->last_recv;
+
+    if (silent >= NGX_HTTP_SIGNALR_LINK_TIMEOUT) {
+        ngx_http_signalr_link_drop("the daemon did not answer in time",
+                                   NGX_ETIMEDOUT);
+        return;
+    }
+
+    ngx_add_timer(&link->ping, NGX_HTTP_SIGNALR_LINK_PING_TIME);
+
+    if (link->state != NGX_HTTP_SIGNALR_LINK_UP
+        || silent < NGX_HTTP_SIGNALR_LINK_PING_TIME)
+    {
+        return;
+    }
+
+    ngx_http_signalr_link_compact();
+
+    if (sr_ipc_write(&link->out, SR_IPC_PING, NULL, 0, NULL, 0, &err)
+        != SR_OK)
+    {
+        ngx_http_signalr_link_drop("no memory for PING", 0);
+        return;
+    }
+
+    (void) ngx_http_signalr_link_queued();
+}
+
+
+static void
 ngx_http_signalr_link_write_handler(ngx_event_t *wev)
 {
     ngx_connection_t         *c;
@@ -376,7 +457,9 @@ ngx_http_signalr_link_write_handler(ngx_event_t *wev)
         return;
     }
 
-    if (link->state == NGX_HTTP_SIGNALR_LINK_UP) {
+    if (link->state == NGX_HTTP_SIGNALR_LINK_UP
+        || link->state == NGX_HTTP_SIGNALR_LINK_HELLO)
+    {
         (void) ngx_http_signalr_link_flush();
     }
 }
@@ -517,7 +600,7 @@ ngx_http_signalr_link_open(ngx_http_signalr_session_t *s)
 
     /* the strings are borrowed: open is never cleared */
     open.hub = (char *) s->conf->hub.data;
-    open.user = s->user.len ? (char *) s->user.data : "";
+    open.user = s->user.len ? (char *) s->user.data : NULL;
     open.protocol = s->protocol;
     open.transport = "WebSockets";
     open.claims = s->claims ? s->claims : json_object();
@@ -617,7 +700,9 @@ ngx_http_signalr_link_read_handler(ngx_event_t *rev)
     c = rev->data;
     link = c->data;
 
-    if (link->state != NGX_HTTP_SIGNALR_LINK_UP) {
+    if (link->state != NGX_HTTP_SIGNALR_LINK_UP
+        && link->state != NGX_HTTP_SIGNALR_LINK_HELLO)
+    {
         return;
     }
 
@@ -650,6 +735,7 @@ ngx_http_signalr_link_read_handler(ngx_event_t *rev)
         }
 
         link->in.len += n;
+        link->last_recv = ngx_current_msec;
 
         if (ngx_http_signalr_link_parse() != NGX_OK) {
             return;
@@ -685,10 +771,7 @@ ngx_http_signalr_link_parse(void)
         }
 
         if (rc != SR_OK) {
-            ngx_log_error(NGX_LOG_ERR, link->log, 0,
-                          "signalr daemon link: bad frame: %s", err.str);
-            ngx_http_signalr_link_drop("protocol error", 0);
-            return NGX_ERROR;
+            return ngx_http_signalr_link_protocol_error("frame", &err);
         }
 
         if (ngx_http_signalr_link_frame(&frame) != NGX_OK
@@ -713,19 +796,28 @@ ngx_http_signalr_link_frame(sr_ipc_frame_t *frame)
     sr_error_t                err;
     size_t                    len;
     const u_char             *message;
-    sr_ipc_close_t            close;
     sr_ipc_id_iter_t          ids;
     ngx_http_signalr_link_t  *link;
 
     link = &ngx_http_signalr_link;
 
+    if (link->state == NGX_HTTP_SIGNALR_LINK_HELLO
+        || frame->type == SR_IPC_HELLO)
+    {
+        return ngx_http_signalr_link_hello(frame);
+    }
+
     id.data = (u_char *) frame->conn_id;
     id.len = frame->conn_id_len;
 
-    switch (frame->type) {
+    if (id.len == 0
+        && (frame->type == SR_IPC_SEND || frame->type == SR_IPC_CLOSE))
+    {
+        sr_error_set(&err, SR_ERR_PROTOCOL, "no connection id");
+        return ngx_http_signalr_link_protocol_error("frame", &err);
+    }
 
-    case SR_IPC_HELLO:
-        return ngx_http_signalr_link_hello(frame);
+    switch (frame->type) {
 
     case SR_IPC_SEND:
         ngx_http_signalr_session_deliver(&id, frame->body, frame->body_len);
@@ -736,36 +828,19 @@ ngx_http_signalr_link_frame(sr_ipc_frame_t *frame)
                                    &message, &len, &err)
             != SR_OK)
         {
-            ngx_log_error(NGX_LOG_ERR, link->log, 0,
-                          "signalr daemon link: bad MULTICAST: %s", err.str);
-            return NGX_OK;
+            return ngx_http_signalr_link_protocol_error("MULTICAST", &err);
         }
 
         ngx_http_signalr_session_multicast(&ids, message, len);
         return NGX_OK;
 
     case SR_IPC_CLOSE:
-        ngx_memzero(&close, sizeof(sr_ipc_close_t));
-
-        if (sr_ipc_close_decode(frame->body, frame->body_len, &close, &err)
-            != SR_OK)
-        {
-            ngx_log_error(NGX_LOG_ERR, link->log, 0,
-                          "signalr daemon link: bad CLOSE: %s", err.str);
-            close.error = NULL;
-            close.allow_reconnect = 0;
-        }
-
-        ngx_http_signalr_session_close_by_daemon(&id, close.error,
-                                                 close.allow_reconnect);
-        sr_ipc_close_clear(&close);
-        return NGX_OK;
+        return ngx_http_signalr_link_close_frame(&id, frame);
 
     case SR_IPC_PING:
         ngx_http_signalr_link_compact();
 
-        if (sr_ipc_write(&link->out, SR_IPC_PONG, NULL, 0, frame->body,
-                         frame->body_len, &err)
+        if (sr_ipc_write(&link->out, SR_IPC_PONG, NULL, 0, NULL, 0, &err)
             != SR_OK)
         {
             ngx_http_signalr_link_drop("no memory for PONG", 0);
@@ -782,30 +857,82 @@ ngx_http_signalr_link_frame(sr_ipc_frame_t *frame)
 
 
 static ngx_int_t
+ngx_http_signalr_link_close_frame(ngx_str_t *id, sr_ipc_frame_t *frame)
+{
+    sr_error_t      err;
+    sr_ipc_close_t  close;
+
+    ngx_memzero(&close, sizeof(sr_ipc_close_t));
+
+    if (sr_ipc_close_decode(frame->body, frame->body_len, &close, &err)
+        != SR_OK)
+    {
+        return ngx_http_signalr_link_protocol_error("CLOSE", &err);
+    }
+
+    ngx_http_signalr_session_close_by_daemon(id, close.error,
+                                             close.allow_reconnect);
+    sr_ipc_close_clear(&close);
+
+    return NGX_OK;
+}
+
+
+/* the stream cannot be trusted to be in step any more: drop the link */
+
+static ngx_int_t
+ngx_http_signalr_link_protocol_error(const char *what, sr_error_t *err)
+{
+    ngx_log_error(NGX_LOG_ERR, ngx_http_signalr_link.log, 0,
+                  "signalr daemon link: bad %s: %s", what, err->str);
+
+    ngx_http_signalr_link_drop("protocol error", 0);
+
+    return NGX_ERROR;
+}
+
+
+/*
+ * The daemon's HELLO ends the opening of the link: only then do the
+ * live connections get their OPEN. Any other frame first is an error;
+ * a later HELLO is ignored.
+ */
+
+static ngx_int_t
 ngx_http_signalr_link_hello(sr_ipc_frame_t *frame)
 {
     sr_error_t                err;
+    uint32_t                  version;
     sr_ipc_hello_t            hello;
     ngx_http_signalr_link_t  *link;
 
     link = &ngx_http_signalr_link;
+
+    if (link->state == NGX_HTTP_SIGNALR_LINK_UP) {
+        return NGX_OK;
+    }
+
+    if (frame->type != SR_IPC_HELLO) {
+        sr_error_set(&err, SR_ERR_PROTOCOL, "frame of type %d before HELLO",
+                     frame->type);
+        return ngx_http_signalr_link_protocol_error("frame", &err);
+    }
 
     ngx_memzero(&hello, sizeof(sr_ipc_hello_t));
 
     if (sr_ipc_hello_decode(frame->body, frame->body_len, &hello, &err)
         != SR_OK)
     {
-        ngx_log_error(NGX_LOG_ERR, link->log, 0,
-                      "signalr daemon link: bad HELLO: %s", err.str);
-        ngx_http_signalr_link_drop("protocol error", 0);
-        return NGX_ERROR;
+        return ngx_http_signalr_link_protocol_error("HELLO", &err);
     }
 
-    if (hello.version != SR_IPC_VERSION) {
+    version = hello.version;
+    sr_ipc_hello_clear(&hello);
+
+    if (version != SR_IPC_VERSION) {
         ngx_log_error(NGX_LOG_ERR, link->log, 0,
                       "signalr daemon link: daemon speaks version %uD, "
-                      "we speak %d", hello.version, SR_IPC_VERSION);
-        sr_ipc_hello_clear(&hello);
+                      "the module version %d", version, SR_IPC_VERSION);
         ngx_http_signalr_link_drop("version mismatch", 0);
         return NGX_ERROR;
     }
@@ -817,8 +944,9 @@ ngx_http_signalr_link_hello(sr_ipc_frame_t *frame)
 
     link->failures = 0;
     link->backoff = NGX_HTTP_SIGNALR_LINK_MIN_BACKOFF;
+    link->state = NGX_HTTP_SIGNALR_LINK_UP;
 
-    sr_ipc_hello_clear(&hello);
+    ngx_http_signalr_sessions_link_up();
 
-    return NGX_OK;
+    return link->state == NGX_HTTP_SIGNALR_LINK_UP ? NGX_OK : NGX_ERROR;
 }

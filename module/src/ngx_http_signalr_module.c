@@ -1033,4 +1033,5 @@ static void
 ngx_http_signalr_exit_process(ngx_cycle_t *cycle)
 {
     ngx_http_signalr_link_exit_process(cycle);
+    ngx_http_signalr_sessions_exit();
 }

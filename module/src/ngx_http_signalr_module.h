@@ -184,6 +184,7 @@ void ngx_http_signalr_session_end(ngx_http_signalr_session_t *s,
     const char *error, ngx_uint_t allow_reconnect, int code);
 ngx_http_signalr_session_t *ngx_http_signalr_session_find(ngx_str_t *id);
 void ngx_http_signalr_sessions_init(void);
+void ngx_http_signalr_sessions_exit(void);
 void ngx_http_signalr_sessions_link_up(void);
 void ngx_http_signalr_sessions_link_down(void);
 void ngx_http_signalr_session_deliver(ngx_str_t *id,

@@ -9,6 +9,8 @@
 
 static ngx_int_t ngx_http_signalr_negotiate(ngx_http_request_t *r,
     ngx_http_signalr_loc_conf_t *slcf);
+static ngx_int_t ngx_http_signalr_negotiate_args(ngx_http_request_t *r,
+    ngx_http_signalr_loc_conf_t *slcf, sr_negotiate_response_t *res);
 static ngx_int_t ngx_http_signalr_negotiate_register(ngx_http_request_t *r,
     ngx_http_signalr_loc_conf_t *slcf, sr_negotiate_response_t *res);
 static ngx_int_t ngx_http_signalr_preflight(ngx_http_request_t *r,
@@ -49,7 +51,6 @@ ngx_http_signalr_negotiate(ngx_http_request_t *r,
     ngx_http_signalr_loc_conf_t *slcf)
 {
     ngx_int_t                rc;
-    ngx_str_t                value;
     sr_buf_t                 body;
     sr_error_t               err;
     sr_negotiate_response_t  res;
@@ -63,18 +64,8 @@ ngx_http_signalr_negotiate(ngx_http_request_t *r,
     }
 
     ngx_memzero(&res, sizeof(sr_negotiate_response_t));
-    sr_error_clear(&err);
 
-    if (ngx_http_arg(r, (u_char *) "negotiateVersion", 16, &value)
-        != NGX_OK)
-    {
-        ngx_str_null(&value);
-    }
-
-    if (sr_negotiate_version((const char *) value.data, value.len,
-                             &res.version, &err)
-        != SR_OK)
-    {
+    if (ngx_http_signalr_negotiate_args(r, slcf, &res) != NGX_OK) {
         return ngx_http_signalr_send_problem(r, NGX_HTTP_BAD_REQUEST,
                                              "invalid negotiateVersion");
     }
@@ -89,18 +80,6 @@ ngx_http_signalr_negotiate(ngx_http_request_t *r,
 
     res.connection_id = id;
     res.connection_token = token;
-    res.transports = slcf->transports
-                     & ~NGX_HTTP_SIGNALR_UNSUPPORTED_TRANSPORTS;
-
-    /* as ASP.NET Core does, only a client that asks for it gets it */
-    if (slcf->stateful_reconnect
-        && ngx_http_arg(r, (u_char *) "useStatefulReconnect", 20, &value)
-           == NGX_OK
-        && value.len == 4
-        && ngx_strncasecmp(value.data, (u_char *) "true", 4) == 0)
-    {
-        res.stateful_reconnect = 1;
-    }
 
     rc = ngx_http_signalr_negotiate_register(r, slcf, &res);
 
@@ -122,6 +101,51 @@ ngx_http_signalr_negotiate(ngx_http_request_t *r,
     sr_buf_free(&body);
 
     return rc;
+}
+
+
+/* the version, transports and stateful reconnect of the answer */
+
+static ngx_int_t
+ngx_http_signalr_negotiate_args(ngx_http_request_t *r,
+    ngx_http_signalr_loc_conf_t *slcf, sr_negotiate_response_t *res)
+{
+    ngx_str_t   value;
+    sr_error_t  err;
+
+    if (ngx_http_arg(r, (u_char *) "negotiateVersion", 16, &value)
+        != NGX_OK)
+    {
+        ngx_str_null(&value);
+    }
+
+    if (sr_negotiate_version((const char *) value.data, value.len,
+                             &res->version, &err)
+        != SR_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    /*
+     * TODO(docs/directives.md): Server-Sent Events and Long Polling are
+     * accepted by signalr_transports but not implemented, so they are
+     * never offered.
+     */
+
+    res->transports = slcf->transports
+                      & ~NGX_HTTP_SIGNALR_UNSUPPORTED_TRANSPORTS;
+
+    /* as ASP.NET Core does, only a client that asks for it gets it */
+    if (slcf->stateful_reconnect
+        && ngx_http_arg(r, (u_char *) "useStatefulReconnect", 20, &value)
+           == NGX_OK
+        && value.len == 4
+        && ngx_strncasecmp(value.data, (u_char *) "true", 4) == 0)
+    {
+        res->stateful_reconnect = 1;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -316,9 +340,10 @@ ngx_http_signalr_preflight(ngx_http_request_t *r,
 
 /*
  * Adds the CORS answer headers when the request's Origin is allowed by
- * signalr_cors_origins: NGX_OK when added, NGX_DECLINED when not. Credentials are allowed (the clients send
- * cookies and Authorization), so the origin is echoed rather than "*",
- * which browsers refuse together with credentials.
+ * signalr_cors_origins: NGX_OK when added, NGX_DECLINED when not.
+ * Credentials are allowed (the clients send cookies and Authorization),
+ * so the origin is echoed rather than "*", which browsers refuse
+ * together with credentials.
  */
 
 ngx_int_t

@@ -223,7 +223,7 @@ ngx_http_signalr_registry_attach(ngx_shm_zone_t *zone, ngx_str_t *token,
     p = rn->data + rn->sn.str.len + rn->id_len;
 
     if (rn->user_len != user->len
-        || ngx_memcmp(p, user->data, user->len) != 0)
+        || (user->len && ngx_memcmp(p, user->data, user->len) != 0))
     {
         rc = NGX_HTTP_SIGNALR_REG_OTHER_USER;
         goto done;

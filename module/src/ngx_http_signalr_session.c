@@ -44,12 +44,16 @@ static ngx_int_t ngx_http_signalr_session_process(
 static ngx_int_t ngx_http_signalr_session_handshake(
     ngx_http_signalr_session_t *s, const u_char *p, size_t n,
     size_t *consumed);
+static void ngx_http_signalr_session_accept(ngx_http_signalr_session_t *s,
+    sr_handshake_request_t *req);
 static void ngx_http_signalr_session_handshake_fail(
     ngx_http_signalr_session_t *s, const char *error, int code);
 static void ngx_http_signalr_session_payload(ngx_http_signalr_session_t *s,
     const u_char *payload, size_t len);
 static void ngx_http_signalr_session_route(ngx_http_signalr_session_t *s,
     sr_message_t *msg, const u_char *payload, size_t len);
+static ngx_int_t ngx_http_signalr_session_invocation(
+    ngx_http_signalr_session_t *s, sr_message_t *msg);
 static void ngx_http_signalr_session_forward(ngx_http_signalr_session_t *s,
     sr_message_t *msg, const u_char *payload, size_t len);
 static void ngx_http_signalr_session_bad_message(
@@ -99,6 +103,15 @@ ngx_http_signalr_sessions_init(void)
     sr_buf_init(&ngx_http_signalr_scratch);
     sr_buf_init(&ngx_http_signalr_ping[SR_PROTOCOL_JSON]);
     sr_buf_init(&ngx_http_signalr_ping[SR_PROTOCOL_MSGPACK]);
+}
+
+
+void
+ngx_http_signalr_sessions_exit(void)
+{
+    sr_buf_free(&ngx_http_signalr_scratch);
+    sr_buf_free(&ngx_http_signalr_ping[SR_PROTOCOL_JSON]);
+    sr_buf_free(&ngx_http_signalr_ping[SR_PROTOCOL_MSGPACK]);
 }
 
 
@@ -323,7 +336,6 @@ ngx_http_signalr_session_handshake(ngx_http_signalr_session_t *s,
     const u_char *p, size_t n, size_t *consumed)
 {
     int                     rc;
-    sr_buf_t                b;
     sr_error_t              err;
     sr_handshake_request_t  req;
     u_char                  text[SR_ERRSTR_SIZE + 64];
@@ -361,9 +373,23 @@ ngx_http_signalr_session_handshake(ngx_http_signalr_session_t *s,
         return NGX_ERROR;
     }
 
-    s->protocol = req.protocol;
+    ngx_http_signalr_session_accept(s, &req);
+
+    return NGX_OK;
+}
+
+
+/* the handshake succeeded: answer it, start keep-alive, tell the daemon */
+
+static void
+ngx_http_signalr_session_accept(ngx_http_signalr_session_t *s,
+    sr_handshake_request_t *req)
+{
+    sr_buf_t  b;
+
+    s->protocol = req->protocol;
     s->handshaken = 1;
-    s->stateful = s->conf->stateful_reconnect && req.version >= 2;
+    s->stateful = s->conf->stateful_reconnect && req->version >= 2;
 
     sr_buf_init(&b);
 
@@ -387,8 +413,6 @@ ngx_http_signalr_session_handshake(ngx_http_signalr_session_t *s,
     if (ngx_http_signalr_link_is_up()) {
         (void) ngx_http_signalr_link_open(s);
     }
-
-    return NGX_OK;
 }
 
 
@@ -476,8 +500,6 @@ static void
 ngx_http_signalr_session_route(ngx_http_signalr_session_t *s,
     sr_message_t *msg, const u_char *payload, size_t len)
 {
-    ngx_int_t  rc;
-
     switch (msg->type) {
 
     case SR_MSG_PING:
@@ -500,31 +522,8 @@ ngx_http_signalr_session_route(ngx_http_signalr_session_t *s,
     case SR_MSG_STREAM_INVOCATION:
         s->received++;
 
-        if (!ngx_http_signalr_link_is_up()) {
-            if (msg->invocation_id) {
-                ngx_http_signalr_session_complete_error(s,
-                                            msg->invocation_id,
-                                            NGX_HTTP_SIGNALR_HUB_UNAVAILABLE);
-            }
-
+        if (ngx_http_signalr_session_invocation(s, msg) != NGX_OK) {
             return;
-        }
-
-        if (msg->invocation_id) {
-            rc = ngx_http_signalr_pending_add(s, msg->invocation_id,
-                                     msg->type == SR_MSG_STREAM_INVOCATION);
-
-            if (rc == NGX_ERROR) {
-                s->failed = 1;
-                return;
-            }
-
-            if (rc == NGX_DECLINED) {
-                ngx_http_signalr_session_complete_error(s,
-                                            msg->invocation_id,
-                                            "too many pending invocations");
-                return;
-            }
         }
 
         break;
@@ -546,6 +545,49 @@ ngx_http_signalr_session_route(ngx_http_signalr_session_t *s,
     if (ngx_http_signalr_link_is_up()) {
         ngx_http_signalr_session_forward(s, msg, payload, len);
     }
+}
+
+
+/*
+ * An invocation that waits for an answer is remembered until its
+ * Completion, and answered here when the hub cannot be reached.
+ * NGX_OK when it is to be forwarded.
+ */
+
+static ngx_int_t
+ngx_http_signalr_session_invocation(ngx_http_signalr_session_t *s,
+    sr_message_t *msg)
+{
+    ngx_int_t  rc;
+
+    if (!ngx_http_signalr_link_is_up()) {
+        if (msg->invocation_id) {
+            ngx_http_signalr_session_complete_error(s, msg->invocation_id,
+                                            NGX_HTTP_SIGNALR_HUB_UNAVAILABLE);
+        }
+
+        return NGX_DECLINED;
+    }
+
+    if (msg->invocation_id == NULL) {
+        return NGX_OK;
+    }
+
+    rc = ngx_http_signalr_pending_add(s, msg->invocation_id,
+                                      msg->type == SR_MSG_STREAM_INVOCATION);
+
+    if (rc == NGX_ERROR) {
+        s->failed = 1;
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        ngx_http_signalr_session_complete_error(s, msg->invocation_id,
+                                            "too many pending invocations");
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
 }
 
 

@@ -23,6 +23,8 @@ static ngx_int_t ngx_http_signalr_ws_check(ngx_http_request_t *r,
     const char **detail, char *accept);
 static ngx_int_t ngx_http_signalr_ws_attach(ngx_http_request_t *r,
     ngx_http_signalr_session_t *s, const char **detail);
+static ngx_int_t ngx_http_signalr_ws_identity(ngx_http_request_t *r,
+    ngx_http_signalr_session_t *s, ngx_http_signalr_ctx_t *ctx);
 static ngx_int_t ngx_http_signalr_ws_upgrade(ngx_http_request_t *r,
     ngx_http_signalr_session_t *s, const char *accept);
 static void ngx_http_signalr_ws_read_handler(ngx_event_t *rev);
@@ -184,7 +186,7 @@ ngx_http_signalr_ws_attach(ngx_http_request_t *r,
     ngx_http_signalr_session_t *s, const char **detail)
 {
     ngx_int_t                      rc;
-    ngx_str_t                      token, user;
+    ngx_str_t                      token;
     sr_error_t                     err;
     ngx_http_signalr_ctx_t        *ctx;
     ngx_http_signalr_main_conf_t  *smcf;
@@ -194,15 +196,8 @@ ngx_http_signalr_ws_attach(ngx_http_request_t *r,
     *detail = "internal error";
 
     ctx = ngx_http_signalr_get_ctx(r);
-    if (ctx == NULL) {
+    if (ctx == NULL || ngx_http_signalr_ws_identity(r, s, ctx) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (ctx->authenticated) {
-        user = ctx->user;
-
-    } else {
-        ngx_str_null(&user);
     }
 
     if (ngx_http_arg(r, (u_char *) "id", 2, &token) != NGX_OK) {
@@ -223,7 +218,7 @@ ngx_http_signalr_ws_attach(ngx_http_request_t *r,
     }
 
     rc = ngx_http_signalr_registry_attach(smcf->registry_zone, &token,
-                                          &user, s->id, sizeof(s->id));
+                                          &s->user, s->id, sizeof(s->id));
 
     switch (rc) {
 
@@ -253,16 +248,28 @@ found:
     ctx->connection_id.data = s->id;
     ctx->connection_id.len = ngx_strlen(s->id);
 
-    if (user.len) {
-        s->user.data = ngx_pnalloc(r->pool, user.len + 1);
-        if (s->user.data == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
+    return NGX_OK;
+}
 
-        ngx_memcpy(s->user.data, user.data, user.len);
-        s->user.data[user.len] = '\0';
-        s->user.len = user.len;
+
+/* the session keeps its own NUL-terminated user and claims reference */
+
+static ngx_int_t
+ngx_http_signalr_ws_identity(ngx_http_request_t *r,
+    ngx_http_signalr_session_t *s, ngx_http_signalr_ctx_t *ctx)
+{
+    if (!ctx->authenticated || ctx->user.len == 0) {
+        return NGX_OK;
     }
+
+    s->user.data = ngx_pnalloc(r->pool, ctx->user.len + 1);
+    if (s->user.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(s->user.data, ctx->user.data, ctx->user.len);
+    s->user.data[ctx->user.len] = '\0';
+    s->user.len = ctx->user.len;
 
     if (ctx->claims) {
         s->claims = json_incref(ctx->claims);

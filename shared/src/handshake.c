@@ -115,8 +115,6 @@ sr_handshake_parse_request(const unsigned char *buf, size_t len,
         goto done;
     }
 
-    req->version = (int) json_integer_value(version);
-
     rc = sr_handshake_protocol(json_object_get(root, "protocol"), req, err);
     if (rc != SR_OK) {
         goto done;
@@ -132,6 +130,7 @@ sr_handshake_parse_request(const unsigned char *buf, size_t len,
         goto done;
     }
 
+    req->version = (int) json_integer_value(version);
     *consumed = end + 1;
 
 done:

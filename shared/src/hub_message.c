@@ -39,6 +39,9 @@ static size_t sr_varint_write(unsigned char *p, size_t value);
 static int sr_check_string_array(const json_t *array, const char *what,
     sr_error_t *err);
 static int sr_check_text(const char *s, const char *what, sr_error_t *err);
+static int sr_check_invocation(const sr_message_t *msg, const char *name,
+    sr_error_t *err);
+static int sr_check_headers(const json_t *headers, sr_error_t *err);
 static int sr_string_equal(const char *a, const char *b);
 static int sr_value_equal(const json_t *a, const json_t *b);
 static int sr_headers_equal(const json_t *a, const json_t *b);
@@ -504,12 +507,54 @@ sr_check_text(const char *s, const char *what, sr_error_t *err)
 }
 
 
+static int
+sr_check_invocation(const sr_message_t *msg, const char *name,
+    sr_error_t *err)
+{
+    if (msg->target == NULL) {
+        return sr_error_set(err, SR_ERR_INVALID,
+                            "%s message lacks a target", name);
+    }
+
+    if (!json_is_array(msg->arguments)) {
+        return sr_error_set(err, SR_ERR_INVALID,
+                            "%s message lacks an arguments array", name);
+    }
+
+    if (msg->stream_ids) {
+        return sr_check_string_array(msg->stream_ids, "streamIds", err);
+    }
+
+    return SR_OK;
+}
+
+
+static int
+sr_check_headers(const json_t *headers, sr_error_t *err)
+{
+    const char  *key;
+    json_t      *value;
+
+    if (!json_is_object(headers)) {
+        return sr_error_set(err, SR_ERR_INVALID, "headers are not an object");
+    }
+
+    json_object_foreach((json_t *) headers, key, value) {
+        if (!json_is_string(value)) {
+            return sr_error_set(err, SR_ERR_INVALID,
+                                "header values must be strings");
+        }
+    }
+
+    return SR_OK;
+}
+
+
 int
 sr_hub_check_encodable(const sr_message_t *msg, sr_error_t *err)
 {
     int          t;
-    const char  *name, *key;
-    json_t      *value;
+    const char  *name;
 
     t = msg->type;
     name = sr_message_type_name(t);
@@ -526,22 +571,10 @@ sr_hub_check_encodable(const sr_message_t *msg, sr_error_t *err)
                             "%s message lacks an invocation id", name);
     }
 
-    if (t == SR_MSG_INVOCATION || t == SR_MSG_STREAM_INVOCATION) {
-        if (msg->target == NULL) {
-            return sr_error_set(err, SR_ERR_INVALID,
-                                "%s message lacks a target", name);
-        }
-
-        if (!json_is_array(msg->arguments)) {
-            return sr_error_set(err, SR_ERR_INVALID,
-                                "%s message lacks an arguments array", name);
-        }
-
-        if (msg->stream_ids
-            && sr_check_string_array(msg->stream_ids, "streamIds", err))
-        {
-            return SR_ERR_INVALID;
-        }
+    if ((t == SR_MSG_INVOCATION || t == SR_MSG_STREAM_INVOCATION)
+        && sr_check_invocation(msg, name, err) != SR_OK)
+    {
+        return SR_ERR_INVALID;
     }
 
     if (t == SR_MSG_STREAM_ITEM && msg->item == NULL) {
@@ -562,18 +595,8 @@ sr_hub_check_encodable(const sr_message_t *msg, sr_error_t *err)
                             name);
     }
 
-    if (msg->headers) {
-        if (!json_is_object(msg->headers)) {
-            return sr_error_set(err, SR_ERR_INVALID,
-                                "headers are not an object");
-        }
-
-        json_object_foreach(msg->headers, key, value) {
-            if (!json_is_string(value)) {
-                return sr_error_set(err, SR_ERR_INVALID,
-                                    "header values must be strings");
-            }
-        }
+    if (msg->headers && sr_check_headers(msg->headers, err) != SR_OK) {
+        return SR_ERR_INVALID;
     }
 
     if (sr_check_text(msg->invocation_id, "invocation id", err)

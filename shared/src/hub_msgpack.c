@@ -13,6 +13,17 @@
 #include "msgpack_json.h"
 
 
+/* The layout of one MessagePack item, from its first byte. */
+typedef struct {
+    size_t  head;        /* format byte, plus the ext type byte */
+    size_t  lensize;     /* width of the length field, 0 if none */
+    size_t  size;        /* body bytes, or children of a container */
+    int     container;
+    int     pairs;       /* a map: two children per entry */
+} sr_msgpack_layout_t;
+
+
+static int sr_msgpack_format(unsigned char b, sr_msgpack_layout_t *l);
 static int sr_msgpack_item(const unsigned char *p, size_t left,
     size_t *used, size_t *children, int *container, sr_error_t *err);
 static size_t sr_msgpack_be(const unsigned char *p, size_t n);
@@ -131,6 +142,62 @@ sr_msgpack_be(const unsigned char *p, size_t n)
 
 
 /*
+ * What the first byte of an item says of its layout: the header bytes
+ * before any length field, the width of that field (0 when the size is
+ * fixed), and the body size or child count when the byte alone tells.
+ * Returns 0, or -1 for 0xc1, the one byte that is no format.
+ */
+static int
+sr_msgpack_format(unsigned char b, sr_msgpack_layout_t *l)
+{
+    memset(l, 0, sizeof(*l));
+    l->head = 1;
+
+    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
+        return 0;                                   /* fixint, nil, bool */
+    }
+
+    if (b <= 0x9f) {                                /* fixmap, fixarray */
+        l->container = 1;
+        l->size = b <= 0x8f ? 2 * (size_t) (b & 0x0f) : (size_t) (b & 0x0f);
+
+    } else if (b <= 0xbf) {                         /* fixstr */
+        l->size = b & 0x1f;
+
+    } else if (b >= 0xc4 && b <= 0xc6) {            /* bin 8/16/32 */
+        l->lensize = (size_t) 1 << (b - 0xc4);
+
+    } else if (b >= 0xc7 && b <= 0xc9) {            /* ext 8/16/32 */
+        l->lensize = (size_t) 1 << (b - 0xc7);
+        l->head = 2;
+
+    } else if (b == 0xca || b == 0xcb) {            /* float 32/64 */
+        l->size = b == 0xca ? 4 : 8;
+
+    } else if (b >= 0xcc && b <= 0xd3) {            /* (u)int 8..64 */
+        l->size = (size_t) 1 << ((b - 0xcc) & 3);
+
+    } else if (b >= 0xd4 && b <= 0xd8) {            /* fixext 1..16 */
+        l->head = 2;
+        l->size = (size_t) 1 << (b - 0xd4);
+
+    } else if (b >= 0xd9 && b <= 0xdb) {            /* str 8/16/32 */
+        l->lensize = (size_t) 1 << (b - 0xd9);
+
+    } else if (b >= 0xdc) {                         /* array/map 16/32 */
+        l->container = 1;
+        l->lensize = (b & 1) ? 4 : 2;
+        l->pairs = b >= 0xde;
+
+    } else {
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/*
  * Sizes the one item at p: *used is its header and body, *children the
  * values a container holds (twice the pairs for a map).
  */
@@ -138,80 +205,40 @@ static int
 sr_msgpack_item(const unsigned char *p, size_t left, size_t *used,
     size_t *children, int *container, sr_error_t *err)
 {
-    size_t         head, body, lensize;
-    unsigned char  b;
+    size_t               head, n;
+    sr_msgpack_layout_t  l;
 
-    b = p[0];
-    head = 1;
-    body = 0;
-    lensize = 0;
-    *children = 0;
-    *container = 0;
-
-    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
-        /* fixint, nil, false, true */
-
-    } else if (b <= 0x8f) {
-        *container = 1;
-        *children = 2 * (size_t) (b & 0x0f);
-
-    } else if (b <= 0x9f) {
-        *container = 1;
-        *children = b & 0x0f;
-
-    } else if (b <= 0xbf) {
-        body = b & 0x1f;
-
-    } else if (b >= 0xc4 && b <= 0xc6) {            /* bin 8/16/32 */
-        lensize = (size_t) 1 << (b - 0xc4);
-
-    } else if (b >= 0xc7 && b <= 0xc9) {            /* ext 8/16/32 */
-        lensize = (size_t) 1 << (b - 0xc7);
-        head = 2;
-
-    } else if (b == 0xca || b == 0xcb) {            /* float 32/64 */
-        body = b == 0xca ? 4 : 8;
-
-    } else if (b >= 0xcc && b <= 0xd3) {            /* (u)int 8..64 */
-        body = (size_t) 1 << ((b - 0xcc) & 3);
-
-    } else if (b >= 0xd4 && b <= 0xd8) {            /* fixext 1..16 */
-        head = 2;
-        body = (size_t) 1 << (b - 0xd4);
-
-    } else if (b >= 0xd9 && b <= 0xdb) {            /* str 8/16/32 */
-        lensize = (size_t) 1 << (b - 0xd9);
-
-    } else if (b >= 0xdc) {                         /* array/map 16/32 */
-        *container = 1;
-        lensize = (b & 1) ? 4 : 2;
-
-    } else {
+    if (sr_msgpack_format(p[0], &l) != 0) {
         return sr_error_set(err, SR_ERR_PROTOCOL,
-                            "MessagePack byte 0x%02x is not a format", b);
+                            "MessagePack byte 0x%02x is not a format", p[0]);
     }
 
-    if (left < head + lensize) {
+    if (left < l.head + l.lensize) {
         return sr_error_set(err, SR_ERR_PROTOCOL,
                             "MessagePack value is truncated");
     }
 
-    if (lensize && *container) {
-        *children = sr_msgpack_be(p + 1, lensize) * (b >= 0xde ? 2 : 1);
-
-    } else if (lensize) {
-        body = sr_msgpack_be(p + 1, lensize);
+    if (l.lensize) {
+        n = sr_msgpack_be(p + 1, l.lensize);
+        l.size = l.pairs ? 2 * n : n;
     }
 
-    head += lensize;
+    head = l.head + l.lensize;
+    *container = l.container;
+    *children = l.container ? l.size : 0;
 
-    if (body > left - head) {
+    if (l.container) {
+        *used = head;
+        return SR_OK;
+    }
+
+    if (l.size > left - head) {
         return sr_error_set(err, SR_ERR_PROTOCOL,
                             "MessagePack value declares %zu bytes but only "
-                            "%zu follow", body, left - head);
+                            "%zu follow", l.size, left - head);
     }
 
-    *used = head + body;
+    *used = head + l.size;
 
     return SR_OK;
 }

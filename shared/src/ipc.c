@@ -39,6 +39,8 @@ static int sr_ipc_unpack_map(const unsigned char *body, size_t len,
 static int sr_ipc_key_is(const msgpack_object *key, const char *name);
 static int sr_ipc_get_str(const msgpack_object *o, int nullable,
     char **out, const char *what, sr_error_t *err);
+static int sr_ipc_get_protocol(const msgpack_object *o,
+    sr_protocol_t *protocol, sr_error_t *err);
 static int sr_ipc_open_field(const msgpack_object_kv *kv,
     sr_ipc_open_t *open, sr_error_t *err);
 
@@ -532,11 +534,31 @@ sr_ipc_open_encode(const sr_ipc_open_t *open, sr_buf_t *out,
 }
 
 
+/* The protocol travels by the name the SignalR handshake uses. */
+
+static int
+sr_ipc_get_protocol(const msgpack_object *o, sr_protocol_t *protocol,
+    sr_error_t *err)
+{
+    if (o->type == MSGPACK_OBJECT_STR && sr_ipc_key_is(o, "json")) {
+        *protocol = SR_PROTOCOL_JSON;
+        return SR_OK;
+    }
+
+    if (o->type == MSGPACK_OBJECT_STR && sr_ipc_key_is(o, "messagepack")) {
+        *protocol = SR_PROTOCOL_MSGPACK;
+        return SR_OK;
+    }
+
+    return sr_error_set(err, SR_ERR_PROTOCOL,
+                        "\"protocol\" is not \"json\" or \"messagepack\"");
+}
+
+
 static int
 sr_ipc_open_field(const msgpack_object_kv *kv, sr_ipc_open_t *open,
     sr_error_t *err)
 {
-    char    *protocol;
     json_t  *claims;
     int      rc;
 
@@ -558,26 +580,7 @@ sr_ipc_open_field(const msgpack_object_kv *kv, sr_ipc_open_t *open,
     }
 
     if (sr_ipc_key_is(&kv->key, "protocol")) {
-        protocol = NULL;
-
-        rc = sr_ipc_get_str(&kv->val, 0, &protocol, "protocol", err);
-        if (rc != SR_OK) {
-            return rc;
-        }
-
-        rc = SR_OK;
-        if (strcmp(protocol, "json") == 0) {
-            open->protocol = SR_PROTOCOL_JSON;
-
-        } else if (strcmp(protocol, "messagepack") == 0) {
-            open->protocol = SR_PROTOCOL_MSGPACK;
-
-        } else {
-            rc = sr_error_set(err, SR_ERR_PROTOCOL, "unknown protocol");
-        }
-
-        free(protocol);
-        return rc;
+        return sr_ipc_get_protocol(&kv->val, &open->protocol, err);
     }
 
     if (sr_ipc_key_is(&kv->key, "claims")) {
@@ -617,8 +620,8 @@ sr_ipc_open_decode(const unsigned char *body, size_t len,
 
     memset(open, 0, sizeof(*open));
 
-    /* -1 until seen: a protocol is required, like the hub */
-    open->protocol = (sr_protocol_t) -1;
+    /* out of range until seen: a protocol is required, like the hub */
+    open->protocol = (sr_protocol_t) SR_PROTOCOL_COUNT;
 
     rc = sr_ipc_unpack_map(body, len, &result, "open", err);
 
@@ -627,7 +630,8 @@ sr_ipc_open_decode(const unsigned char *body, size_t len,
     }
 
     if (rc == SR_OK
-        && (open->hub == NULL || open->protocol == (sr_protocol_t) -1))
+        && (open->hub == NULL
+            || open->protocol == (sr_protocol_t) SR_PROTOCOL_COUNT))
     {
         rc = sr_error_set(err, SR_ERR_PROTOCOL,
                           "open without a hub or a protocol");

@@ -5,9 +5,10 @@
  * header and has no RSA-PSS, so the header is parsed here first and the
  * key's type decides what may run (an HS256 token never meets an RSA
  * public key used as an HMAC secret). libjwt then checks HS*, RS* and
- * ES* signatures; PS* is verified with OpenSSL's EVP_DigestVerify. The
- * claims are read from the payload parsed here, whose bytes are the
- * ones the signature covers.
+ * ES* signatures; PS*, and tokens whose "typ" libjwt would refuse, are
+ * verified with OpenSSL directly (sr_jwt_verify_openssl). The claims
+ * are read from the payload parsed here, whose bytes are the ones the
+ * signature covers.
  */
 
 #include <errno.h>
@@ -128,10 +129,15 @@ static int sr_jwt_verify_openssl(const sr_jwt_key_t *key,
 static int sr_jwt_verify_one(const sr_jwt_key_t *key,
     const sr_jwt_alg_t *alg, const sr_jwt_parts_t *parts, const char *token,
     int use_libjwt);
+static int sr_jwt_read_header(const json_t *header,
+    const sr_jwt_alg_t **alg, const char **kid, int *use_libjwt,
+    sr_error_t *err);
 static int sr_jwt_check_signature(const sr_jwt_keys_t *keys,
     const sr_jwt_parts_t *parts, sr_error_t *err);
 static int sr_jwt_time_claim(const json_t *payload, const char *name,
     double *value);
+static int sr_jwt_check_times(const json_t *payload,
+    const sr_jwt_policy_t *policy, time_t now, double *exp, sr_error_t *err);
 static int sr_jwt_audience_ok(const json_t *aud,
     const sr_jwt_policy_t *policy);
 static int sr_jwt_check_claims(const json_t *payload,
@@ -1053,7 +1059,7 @@ sr_jwt_ec_der(const sr_jwt_key_t *key, const unsigned char *raw,
 /*
  * OpenSSL's check, for what libjwt 1.10 cannot do: PS* (it has no
  * RSA-PSS) and tokens whose "typ" is not "JWT" (it refuses them, while
- * RFC 7519 leaves typ to applications and identity servers issue
+ * RFC 7519 leaves typ to applications and identity servers sign
  * "at+jwt" access tokens). Returns 1 when the signature holds.
  */
 
@@ -1148,6 +1154,42 @@ sr_jwt_verify_one(const sr_jwt_key_t *key, const sr_jwt_alg_t *alg,
 
 
 /*
+ * The header's alg (one of the table: "none" is not), kid and typ. A
+ * "crit" header is refused, since no extension is understood here.
+ */
+
+static int
+sr_jwt_read_header(const json_t *header, const sr_jwt_alg_t **alg,
+    const char **kid, int *use_libjwt, sr_error_t *err)
+{
+    const json_t  *kid_v, *typ;
+    const char    *name;
+
+    name = json_string_value(json_object_get(header, "alg"));
+    kid_v = json_object_get(header, "kid");
+    typ = json_object_get(header, "typ");
+
+    if (name == NULL || (kid_v != NULL && !json_is_string(kid_v))
+        || (typ != NULL && !json_is_string(typ))
+        || json_object_get(header, "crit") != NULL)
+    {
+        return sr_error_set(err, SR_ERR_AUTH, "malformed token");
+    }
+
+    *alg = sr_jwt_alg_find(name);
+    if (*alg == NULL) {
+        return sr_error_set(err, SR_ERR_AUTH, "algorithm not allowed");
+    }
+
+    *kid = json_string_value(kid_v);
+    *use_libjwt = typ == NULL
+                  || strcasecmp(json_string_value(typ), "JWT") == 0;
+
+    return SR_OK;
+}
+
+
+/*
  * Picks the keys by kid (a key without a kid matches any) and tries
  * those whose type fits the header's alg. Keys a token names by URL or
  * embeds (jku, x5u, jwk) are never used.
@@ -1159,31 +1201,15 @@ sr_jwt_check_signature(const sr_jwt_keys_t *keys,
 {
     const sr_jwt_alg_t  *alg;
     const sr_jwt_key_t  *key;
-    const json_t        *kid_v, *typ;
-    const char          *name, *kid;
+    const char          *kid;
     char                *token;
     size_t               i, named, fitting;
-    int                  ok, use_libjwt;
+    int                  ok, use_libjwt, rc;
 
-    name = json_string_value(json_object_get(parts->header, "alg"));
-    kid_v = json_object_get(parts->header, "kid");
-    typ = json_object_get(parts->header, "typ");
-
-    if (name == NULL || (kid_v != NULL && !json_is_string(kid_v))
-        || (typ != NULL && !json_is_string(typ))
-        || json_object_get(parts->header, "crit") != NULL)
-    {
-        return sr_error_set(err, SR_ERR_AUTH, "malformed token");
+    rc = sr_jwt_read_header(parts->header, &alg, &kid, &use_libjwt, err);
+    if (rc != SR_OK) {
+        return rc;
     }
-
-    alg = sr_jwt_alg_find(name);
-    if (alg == NULL) {
-        return sr_error_set(err, SR_ERR_AUTH, "algorithm not allowed");
-    }
-
-    kid = json_string_value(kid_v);
-    use_libjwt = typ == NULL
-                 || strcasecmp(json_string_value(typ), "JWT") == 0;
 
     token = malloc(parts->signed_len + 1 + parts->signature_len + 1);
     if (token == NULL) {
@@ -1248,6 +1274,43 @@ sr_jwt_time_claim(const json_t *payload, const char *name, double *value)
 }
 
 
+/*
+ * exp and nbf, with leeway: a token is good from nbf - leeway until
+ * just before exp + leeway. Returns 1 with *exp when there is an exp,
+ * 0 without one, -1 with err set when refused.
+ */
+
+static int
+sr_jwt_check_times(const json_t *payload, const sr_jwt_policy_t *policy,
+    time_t now, double *exp, sr_error_t *err)
+{
+    double  nbf, leeway;
+    int     has_exp, has_nbf;
+
+    leeway = (policy->leeway > 0) ? (double) policy->leeway : 0;
+
+    has_exp = sr_jwt_time_claim(payload, "exp", exp);
+    has_nbf = sr_jwt_time_claim(payload, "nbf", &nbf);
+
+    if (has_exp < 0 || has_nbf < 0) {
+        sr_error_set(err, SR_ERR_AUTH, "malformed token");
+        return -1;
+    }
+
+    if (has_exp && (double) now >= *exp + leeway) {
+        sr_error_set(err, SR_ERR_AUTH, "token expired");
+        return -1;
+    }
+
+    if (has_nbf && (double) now + leeway < nbf) {
+        sr_error_set(err, SR_ERR_AUTH, "token not yet valid");
+        return -1;
+    }
+
+    return has_exp;
+}
+
+
 static int
 sr_jwt_audience_ok(const json_t *aud, const sr_jwt_policy_t *policy)
 {
@@ -1283,28 +1346,16 @@ sr_jwt_check_claims(const json_t *payload, const sr_jwt_policy_t *policy,
     static const sr_jwt_policy_t   defaults;
     const json_t                  *user;
     const char                    *iss, *claim;
-    double                         exp, nbf, leeway;
-    int                            has_exp, has_nbf;
+    double                         exp;
+    int                            has_exp;
 
     if (policy == NULL) {
         policy = &defaults;
     }
 
-    leeway = (policy->leeway > 0) ? (double) policy->leeway : 0;
-
-    has_exp = sr_jwt_time_claim(payload, "exp", &exp);
-    has_nbf = sr_jwt_time_claim(payload, "nbf", &nbf);
-
-    if (has_exp < 0 || has_nbf < 0) {
-        return sr_error_set(err, SR_ERR_AUTH, "malformed token");
-    }
-
-    if (has_exp && (double) now >= exp + leeway) {
-        return sr_error_set(err, SR_ERR_AUTH, "token expired");
-    }
-
-    if (has_nbf && (double) now + leeway < nbf) {
-        return sr_error_set(err, SR_ERR_AUTH, "token not yet valid");
+    has_exp = sr_jwt_check_times(payload, policy, now, &exp, err);
+    if (has_exp < 0) {
+        return SR_ERR_AUTH;
     }
 
     iss = json_string_value(json_object_get(payload, "iss"));

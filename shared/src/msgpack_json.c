@@ -19,6 +19,8 @@ static int sr_msgpack_map_to_json(const msgpack_object_map *map,
     json_t **out, sr_error_t *err);
 static int sr_msgpack_check_text(const char *s, size_t len, sr_error_t *err);
 static const char *sr_msgpack_chars(const msgpack_object_str *str);
+static int sr_msgpack_pack_object(msgpack_packer *pk, const json_t *object,
+    sr_error_t *err);
 
 
 /*
@@ -113,30 +115,14 @@ int
 sr_msgpack_pack_json(msgpack_packer *pk, const json_t *value,
     sr_error_t *err)
 {
-    int          rc;
-    size_t       i, len;
-    void        *it;
-    const char  *key;
-    json_t      *child;
+    int      rc;
+    size_t   i, len;
+    json_t  *child;
 
     switch (json_typeof(value)) {
 
     case JSON_OBJECT:
-        rc = msgpack_pack_map(pk, json_object_size(value));
-
-        for (it = json_object_iter((json_t *) value); rc == 0 && it;
-             it = json_object_iter_next((json_t *) value, it))
-        {
-            key = json_object_iter_key(it);
-            len = json_object_iter_key_len(it);
-
-            rc = msgpack_pack_str(pk, len);
-            rc = rc ? rc : msgpack_pack_str_body(pk, key, len);
-            rc = rc ? rc : sr_msgpack_pack_json(pk,
-                               json_object_iter_value(it), err);
-        }
-
-        break;
+        return sr_msgpack_pack_object(pk, value, err);
 
     case JSON_ARRAY:
         rc = msgpack_pack_array(pk, json_array_size(value));
@@ -173,6 +159,37 @@ sr_msgpack_pack_json(msgpack_packer *pk, const json_t *value,
 
     default:
         rc = msgpack_pack_nil(pk);
+    }
+
+    if (rc != 0) {
+        return sr_error_set(err, SR_ERR_NOMEM, "out of memory");
+    }
+
+    return SR_OK;
+}
+
+
+static int
+sr_msgpack_pack_object(msgpack_packer *pk, const json_t *object,
+    sr_error_t *err)
+{
+    int          rc;
+    size_t       len;
+    void        *it;
+    const char  *key;
+
+    rc = msgpack_pack_map(pk, json_object_size(object));
+
+    for (it = json_object_iter((json_t *) object); rc == 0 && it;
+         it = json_object_iter_next((json_t *) object, it))
+    {
+        key = json_object_iter_key(it);
+        len = json_object_iter_key_len(it);
+
+        rc = msgpack_pack_str(pk, len);
+        rc = rc ? rc : msgpack_pack_str_body(pk, key, len);
+        rc = rc ? rc : sr_msgpack_pack_json(pk, json_object_iter_value(it),
+                                            err);
     }
 
     if (rc != 0) {

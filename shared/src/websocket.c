@@ -571,6 +571,11 @@ sr_ws_parser_feed(sr_ws_parser_t *p, const unsigned char *data, size_t len,
     *consumed = 0;
     *close_code = 0;
 
+    /* nothing is ever left pending between calls but input */
+    if (len == 0) {
+        return SR_AGAIN;
+    }
+
     for ( ;; ) {
 
         if (!p->in_frame) {

@@ -173,6 +173,20 @@ make_token(const char *header, const char *payload, const char *alg,
 }
 
 
+/*
+ * Changes one signature character into another base64url character,
+ * away from the last one, whose low bits may be padding.
+ */
+static void
+tamper(char *token)
+{
+    char  *c;
+
+    c = token + strlen(token) - 3;
+    *c = (*c == 'A') ? 'B' : 'A';
+}
+
+
 static char *
 header_for(const char *alg, const char *kid)
 {
@@ -299,8 +313,7 @@ test_hmac_family(void **state)
         assert_int_equal(id.expires, 1700003600);
         sr_jwt_identity_clear(&id);
 
-        /* one flipped signature character */
-        token[strlen(token) - 2] ^= 0x01;
+        tamper(token);
         expect_refusal(keys, NULL, token, "invalid signature");
         free(token);
     }
@@ -793,7 +806,7 @@ test_typ_other_than_jwt_is_verified(void **state)
     token = make_token("{\"alg\":\"RS256\",\"typ\":\"at+jwt\"}", alice,
                        "RS256", rsa1, NULL, 0);
     assert_int_equal(verify(keys, NULL, token, &err), SR_OK);
-    token[strlen(token) - 3] ^= 0x01;
+    tamper(token);
     expect_refusal(keys, NULL, token, "invalid signature");
     free(token);
 
