@@ -37,7 +37,7 @@ test: build-test
 	@cd $(TEST_BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
 
 fuzz: build-test
-	@cd $(TEST_BUILD_DIR) && ctest -L fuzz-long --output-on-failure
+	@cd $(TEST_BUILD_DIR) && ctest -C FuzzLong -L fuzz-long --output-on-failure
 
 clean:
 	rm -rf $(BUILD_DIR) $(TEST_BUILD_DIR)

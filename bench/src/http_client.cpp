@@ -50,6 +50,22 @@ HttpClient::start_next()
 
 
 void
+HttpClient::preconnect()
+{
+    if (stream_ == nullptr) {
+        stream_ = std::make_unique<TcpStream>(loop_, this);
+    }
+
+    if (!stream_->is_open()) {
+        Status  s = stream_->connect(dst_, has_source_ ? &source_ : nullptr);
+        if (!s.ok()) {
+            fail_all(s.message());
+        }
+    }
+}
+
+
+void
 HttpClient::on_connected()
 {
 }

@@ -31,6 +31,10 @@ public:
     // one.
     void send(std::string request, Callback done);
 
+    // Opens the connection now rather than at the first request, so
+    // that a later request does not pay for (or queue on) the connect.
+    void preconnect();
+
     // After a 101: takes the socket, with the bytes that came after the
     // response in *leftover. The client is closed afterwards.
     std::unique_ptr<TcpStream> take_stream(std::string *leftover);

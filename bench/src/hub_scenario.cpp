@@ -158,6 +158,7 @@ HubScenario::on_hub_ready(HubConnection &hub)
     setup_results_.count("ready");
     setup_results_.record("setup", (hub.ready_ns() - hub.started_ns())
                                    / kNsPerUs);
+    on_ready(hub);
     settle(hub.index());
 }
 

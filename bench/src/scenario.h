@@ -60,6 +60,9 @@ public:
                        const std::string &reason) override;
 
 protected:
+    // A connection finished its setup (still within the setup step).
+    virtual void on_ready(HubConnection &hub) {}
+
     // Called once every connection is ready or has failed.
     virtual void on_setup_done() {}
 

@@ -1,5 +1,8 @@
 // signalrd's configuration: built-in defaults, then a "key = value" file, then the
 // environment (which wins). Every key and its variable is listed in docs/operations.md.
+//
+// Design note: the format is parsed by hand; it is a few lines of code, none of the
+// project's chosen libraries reads it, and errors must name the key and the line.
 
 #pragma once
 

@@ -1,5 +1,9 @@
 // UUID version 7 (RFC 9562): 48 bits of Unix milliseconds, then a counter and random
 // bits, so that ids sort by creation time as strings and as bytes.
+//
+// Design note: written here because Debian 12's libuuid (util-linux 2.38) predates
+// version 7, and resuming a stream needs ids that are monotonic within the process,
+// which a generic generator does not promise.
 
 #pragma once
 

@@ -101,6 +101,11 @@ protected:
 
     void TearDown() override
     {
+        // replies hold the runner: let them end before it goes
+        if (runner_) {
+            runner_->shutdown();
+            run_until(io_, [this] { return runner_->active() == 0; });
+        }
         hub_.reset();
         runner_.reset();
         if (redis_) {

@@ -202,6 +202,9 @@ ngx_http_signalr_link_connect(void)
     }
 
     link->state = NGX_HTTP_SIGNALR_LINK_CONNECTING;
+
+    /* a worker shutting down need not wait for the daemon */
+    c->write->cancelable = 1;
     ngx_add_timer(c->write, NGX_HTTP_SIGNALR_LINK_CONNECT_TIME);
 
     if (!ngx_add_conn && ngx_handle_write_event(c->write, 0) != NGX_OK) {

@@ -205,7 +205,8 @@ static ngx_http_variable_t  ngx_http_signalr_vars[] = {
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("signalr_redacted_args"), NULL,
-      ngx_http_signalr_redacted_args_variable, 0, 0, 0 },
+      ngx_http_signalr_redacted_args_variable, 0,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
 };
@@ -675,7 +676,7 @@ ngx_http_signalr_redacted_args_variable(ngx_http_request_t *r,
     }
 
     v->valid = 1;
-    v->no_cacheable = 0;
+    v->no_cacheable = 1;
     v->not_found = 0;
     v->len = dst - start;
     v->data = start;

@@ -77,8 +77,14 @@ ngx_http_signalr_websocket_handler(ngx_http_request_t *r)
     s->connection = r->connection;
     s->conf = ngx_http_get_module_loc_conf(r, ngx_http_signalr_module);
 
+    /*
+     * The official clients batch what they send in one go into one
+     * WebSocket message, so that is bounded by the per-connection budget
+     * and each hub message inside it by signalr_max_message_size.
+     */
+
     sr_ws_parser_init(&s->parser, SR_WS_ROLE_SERVER,
-                      s->conf->max_message_size);
+                      s->conf->send_queue_size);
 
     s->close_timer.handler = ngx_http_signalr_ws_close_timeout;
     s->close_timer.data = s;
@@ -296,6 +302,11 @@ ngx_http_signalr_ws_upgrade(ngx_http_request_t *r,
     u_char                     head[160];
 
     c = r->connection;
+
+    /*
+     * TODO(docs/directives.md): no extension is offered, permessage-deflate
+     * included, so every frame travels uncompressed.
+     */
 
     p = ngx_sprintf(head, "HTTP/1.1 101 Switching Protocols" CRLF
                           "Upgrade: websocket" CRLF

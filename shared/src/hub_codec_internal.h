@@ -11,6 +11,7 @@
 
 #include <signalr/buf.h>
 #include <signalr/error.h>
+#include <signalr/websocket.h>
 #include <signalr/hub_message.h>
 
 #ifdef __cplusplus
@@ -66,10 +67,6 @@ int sr_hub_check_encodable(const sr_message_t *msg, sr_error_t *err);
  */
 int sr_msgpack_scan(const unsigned char *buf, size_t len, size_t *end,
     sr_error_t *err);
-
-/* 1 when s[0, len) is well-formed UTF-8 (no overlong forms, no
- * surrogates, nothing above U+10FFFF), 0 otherwise. */
-int sr_utf8_valid(const unsigned char *s, size_t len);
 
 /* A NUL-terminated malloc'ed copy of s[0, len), or NULL. */
 char *sr_hub_strndup(const char *s, size_t len);

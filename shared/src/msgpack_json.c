@@ -26,60 +26,9 @@ static int sr_msgpack_pack_object(msgpack_packer *pk, const json_t *object,
 /*
  * Design note: jansson validates UTF-8 inside json_stringn() but keeps
  * its validator private, and a NULL from json_stringn() cannot tell bad
- * input from a failed allocation; this small validator tells them apart
- * and also serves the C strings of the envelope (ids, target, error).
+ * input from a failed allocation; so strings are checked first with
+ * sr_utf8_valid() (websocket.c), which tells the two apart.
  */
-int
-sr_utf8_valid(const unsigned char *s, size_t len)
-{
-    size_t    i, j, n;
-    uint32_t  cp, min;
-
-    i = 0;
-
-    while (i < len) {
-        if (s[i] < 0x80) {
-            i++;
-            continue;
-        }
-
-        if (s[i] < 0xc2) {
-            return 0;           /* a stray continuation or overlong form */
-
-        } else if (s[i] < 0xe0) {
-            n = 1; min = 0x80; cp = s[i] & 0x1f;
-
-        } else if (s[i] < 0xf0) {
-            n = 2; min = 0x800; cp = s[i] & 0x0f;
-
-        } else if (s[i] < 0xf5) {
-            n = 3; min = 0x10000; cp = s[i] & 0x07;
-
-        } else {
-            return 0;
-        }
-
-        if (len - i - 1 < n) {
-            return 0;
-        }
-
-        for (j = 1; j <= n; j++) {
-            if ((s[i + j] & 0xc0) != 0x80) {
-                return 0;
-            }
-
-            cp = (cp << 6) | (s[i + j] & 0x3f);
-        }
-
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
-            return 0;
-        }
-
-        i += n + 1;
-    }
-
-    return 1;
-}
 
 
 /* msgpack-c leaves ptr NULL for an empty string; jansson wants text */

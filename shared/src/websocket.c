@@ -50,10 +50,8 @@ static int sr_ws_close_code_valid(int code);
  * inside one it holds the continuation bytes still due (bits 0-1) and
  * the range allowed for the next byte (bits 8-15 and 16-23). Narrowing
  * that range after the lead byte refuses overlong forms, surrogates and
- * code points above U+10FFFF at their first wrong byte.
- *
- * sr_utf8_valid(), for whole strings, lives with the hub codec in
- * msgpack_json.c.
+ * code points above U+10FFFF at their first wrong byte. The same
+ * stepper checks whole strings for the hub codec and the IPC bodies.
  */
 
 static uint32_t
@@ -127,6 +125,13 @@ sr_utf8_scan(uint32_t state, const unsigned char *data, size_t len)
     }
 
     return state;
+}
+
+
+int
+sr_utf8_valid(const unsigned char *data, size_t len)
+{
+    return sr_utf8_scan(SR_UTF8_ACCEPT, data, len) == SR_UTF8_ACCEPT;
 }
 
 

@@ -316,6 +316,28 @@ test_client_reads_success_and_leaves_messages(void **state)
 
 
 static void
+test_client_reads_the_spec_error_response(void **state)
+{
+    size_t      consumed;
+    char       *server_error;
+    sr_error_t  err;
+
+    static const char  text[] =
+        "{\n    \"error\": \"Requested protocol 'messagepack' is not "
+        "available.\"\n}\x1e";
+
+    assert_int_equal(sr_handshake_parse_response(
+                         (const unsigned char *) text, sizeof(text) - 1,
+                         &server_error, &consumed, &err), SR_OK);
+    assert_string_equal(server_error,
+                        "Requested protocol 'messagepack' is not available.");
+    assert_int_equal(consumed, sizeof(text) - 1);
+
+    free(server_error);
+}
+
+
+static void
 test_client_refuses_a_message_instead_of_a_response(void **state)
 {
     size_t      consumed;
@@ -368,6 +390,7 @@ main(void)
         cmocka_unit_test(test_error_response_escapes_the_text),
         cmocka_unit_test(test_error_response_refuses_invalid_utf8),
         cmocka_unit_test(test_client_reads_success_and_leaves_messages),
+        cmocka_unit_test(test_client_reads_the_spec_error_response),
         cmocka_unit_test(test_client_refuses_a_message_instead_of_a_response),
         cmocka_unit_test(test_protocol_names_match_the_handshake),
     };
