@@ -132,7 +132,8 @@ ngx_http_signalr_ws_check(ngx_http_request_t *r, const char **detail,
 
     *detail = "not a WebSocket upgrade request";
 
-    if (r->http_version != NGX_HTTP_VERSION_11
+    if (r != r->main
+        || r->http_version != NGX_HTTP_VERSION_11
         || !ngx_http_signalr_header_has_token(r, "Upgrade", 7, "websocket")
         || !ngx_http_signalr_header_has_token(r, "Connection", 10,
                                               "upgrade"))
@@ -755,8 +756,8 @@ ngx_http_signalr_ws_flush(ngx_http_signalr_session_t *s)
 
     /*
      * Our close frame is out and the peer's is awaited: half-close, so
-     * that the client sees the end, and keep reading (and discarding)
-     * until its close frame or EOF, within the close timer.
+     * that the client sees the end, and keep reading until its close
+     * frame or EOF, within the close timer. Data frames are ignored.
      */
 
     if (ngx_shutdown_socket(c->fd, NGX_WRITE_SHUTDOWN) == -1) {
@@ -765,8 +766,6 @@ ngx_http_signalr_ws_flush(ngx_http_signalr_session_t *s)
                        s->id);
         return NGX_DONE;
     }
-
-    s->read_closed = 1;
 
     return NGX_OK;
 }
