@@ -27,9 +27,10 @@ let page;
 
 before(async () => {
     requireBuilt(chromiumBinary);
-    // 30 tokens at 20 a second: slow enough to see the text grow
+    // 40 tokens at 20 a second: slow enough to see the text grow and to
+    // press Stop in the middle
     stack = await startStack({
-        env: { SIGNALRD_DEMO_TOKEN_RATE: '20', SIGNALRD_DEMO_REPLY_TOKENS: '30' },
+        env: { SIGNALRD_DEMO_TOKEN_RATE: '20', SIGNALRD_DEMO_REPLY_TOKENS: '40' },
     });
     profileDir = await mkdtemp(path.join(os.tmpdir(), 'signalr-e2e-chromium-'));
     browser = await chromium.launchPersistentContext(profileDir, {

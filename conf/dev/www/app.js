@@ -221,7 +221,8 @@
             .withAutomaticReconnect()
             .configureLogging(signalR.LogLevel.Warning);
         if (state.protocol === 'messagepack') {
-            builder = builder.withHubProtocol(new signalR.protocols.msgpack.MessagePackHubProtocol());
+            const { MessagePackHubProtocol } = signalR.protocols.msgpack;
+            builder = builder.withHubProtocol(new MessagePackHubProtocol());
         }
         const connection = builder.build();
 

@@ -3,7 +3,7 @@
 // loopback port in a fresh temporary directory.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, rmSync } from 'node:fs';
 import { mkdtemp, readFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -13,16 +13,29 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { buildDir, moduleSo, requireBuilt, runStack, signalrd } from './paths.mjs';
 
 const verbose = Boolean(process.env.E2E_VERBOSE);
+const keep = Boolean(process.env.E2E_KEEP);
 const running = new Set();
+const created = [];
 
 // A stack left behind by a crashing test file would hold its port: kill
 // what is left of every stack's process group when this process exits.
-process.on('exit', () => {
+// The state directories go too when every test passed; otherwise they
+// stay, with the end of each stack's log printed to find them by.
+process.on('exit', (code) => {
     for (const child of running) {
         try {
             process.kill(-child.pid, 'SIGKILL');
         } catch {
             // already gone
+        }
+    }
+    const failed = code !== 0 || (process.exitCode ?? 0) !== 0;
+    for (const stack of created) {
+        if (failed || keep) {
+            process.stderr.write(`\n---- stack ${stack.url}, files in ${stack.stateDir}; `
+                + `its log ends with:\n${stack.logTail(40)}\n----\n`);
+        } else {
+            rmSync(stack.stateDir, { recursive: true, force: true });
         }
     }
 });
@@ -172,6 +185,7 @@ export async function startStack(options = {}) {
     }
 
     const stack = new Stack({ port, stateDir, child, logLines });
+    created.push(stack);
     try {
         await stack.waitHealthy();
     } catch (err) {
