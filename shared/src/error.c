@@ -5,13 +5,13 @@
 #include <signalr/error.h>
 
 
-int
-sr_error_set(sr_error_t *err, int code, const char *fmt, ...)
+void
+sr_error_record(sr_error_t *err, int code, const char *fmt, ...)
 {
     va_list  args;
 
     if (err == NULL) {
-        return code;
+        return;
     }
 
     err->code = code;
@@ -19,8 +19,6 @@ sr_error_set(sr_error_t *err, int code, const char *fmt, ...)
     va_start(args, fmt);
     vsnprintf(err->str, sizeof(err->str), fmt, args);
     va_end(args);
-
-    return code;
 }
 
 

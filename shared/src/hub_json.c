@@ -120,6 +120,8 @@ sr_json_type(const json_t *root, int *type, sr_error_t *err)
     json_t      *value;
     json_int_t   n;
 
+    *type = 0;
+
     value = json_object_get(root, "type");
 
     if (value == NULL) {

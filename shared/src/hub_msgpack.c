@@ -362,6 +362,8 @@ sr_msgpack_message(const msgpack_object *root, sr_message_t *msg,
 static int
 sr_msgpack_type(const msgpack_object *obj, int *type, sr_error_t *err)
 {
+    *type = 0;
+
     if (obj->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
         return sr_error_set(err, SR_ERR_UNSUPPORTED,
                             "unknown message type %lld",

@@ -1353,6 +1353,7 @@ sr_jwt_check_claims(const json_t *payload, const sr_jwt_policy_t *policy,
         policy = &defaults;
     }
 
+    exp = 0;
     has_exp = sr_jwt_check_times(payload, policy, now, &exp, err);
     if (has_exp < 0) {
         return SR_ERR_AUTH;

@@ -62,11 +62,15 @@ async function watchReply(timeoutMs = 15000) {
     while (Date.now() < deadline) {
         const reply = lastAssistant();
         if (await reply.count() > 0) {
-            const text = await reply.locator('.text').textContent();
+            // text and state in one read, so that they belong together
+            const { text, isFinal } = await reply.evaluate((li) => ({
+                text: li.querySelector('.text').textContent,
+                isFinal: li.dataset.final === 'true',
+            }));
             if (seen.at(-1) !== text) {
                 seen.push(text);
             }
-            if (await reply.getAttribute('data-final') === 'true') {
+            if (isFinal) {
                 return seen;
             }
         }

@@ -33,10 +33,23 @@ typedef struct {
 
 /*
  * Records code and a printf-style reason in err, truncated to fit.
- * err may be NULL, in which case nothing is recorded. Returns code, so
- * that a failing path can read "return sr_error_set(err, ...);".
+ * err may be NULL, in which case nothing is recorded. The expression
+ * has the value of code, so that a failing path can read
+ * "return sr_error_set(err, ...);". code is evaluated twice: pass a
+ * constant or a plain variable.
+ *
+ * A macro (a GNU statement expression, which gcc and clang accept in C
+ * and C++) rather than a function returning code: the compiler then
+ * sees that such a return never yields SR_OK, and does not warn that a
+ * caller's out-parameters may be used uninitialised.
  */
-int sr_error_set(sr_error_t *err, int code, const char *fmt, ...)
+#define sr_error_set(err, code, ...)                                        \
+    __extension__ ({                                                        \
+        sr_error_record((err), (code), __VA_ARGS__);                        \
+        (code);                                                             \
+    })
+
+void sr_error_record(sr_error_t *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Empties err (code SR_OK, empty reason). err may be NULL. */
