@@ -1,9 +1,10 @@
 // Live fan-out of conversation events to the streams that follow them in this process.
 //
 // Publishers (the reply runner, the REST API) do not know who listens; listeners (the
-// chat hub's streams) do not know who publishes. Fan-out across instances will attach
-// here: a Redis pub/sub bridge subscribing to other instances' events and publishing
-// them locally, and forwarding local events out.
+// chat hub's streams) do not know who publishes.
+//
+// TODO(docs/operations.md): fan-out reaches this process only. A Redis pub/sub bridge
+// will attach here, publishing local events to other instances and theirs locally.
 
 #pragma once
 
