@@ -368,12 +368,9 @@ ngx_int_t
 ngx_http_signalr_send_problem(ngx_http_request_t *r, ngx_uint_t status,
     const char *detail)
 {
-    size_t                        len, dlen;
-    ngx_int_t                     rc;
-    ngx_buf_t                    *b;
-    ngx_chain_t                   out;
-    const char                   *title;
-    ngx_http_signalr_loc_conf_t  *slcf;
+    size_t       len, dlen;
+    ngx_buf_t   *b;
+    const char  *title;
 
     static ngx_str_t  type = ngx_string("application/problem+json");
 
@@ -400,17 +397,34 @@ ngx_http_signalr_send_problem(ngx_http_request_t *r, ngx_uint_t status,
     b->last = (u_char *) ngx_escape_json(b->last, (u_char *) detail, dlen);
     b->last = ngx_cpymem(b->last, "\"}", 2);
 
+    if (status == 426) {
+        ngx_str_set(&r->headers_out.status_line, "426 Upgrade Required");
+    }
+
+    return ngx_http_signalr_send_buffer(r, status, &type, b);
+}
+
+
+/*
+ * Sends b as the whole body of the answer, with the location's CORS
+ * headers. Headers the caller added to r->headers_out stay.
+ */
+
+ngx_int_t
+ngx_http_signalr_send_buffer(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *content_type, ngx_buf_t *b)
+{
+    ngx_int_t                     rc;
+    ngx_chain_t                   out;
+    ngx_http_signalr_loc_conf_t  *slcf;
+
     b->last_buf = (r == r->main) ? 1 : 0;
     b->last_in_chain = 1;
 
     r->headers_out.status = status;
-    r->headers_out.content_type = type;
-    r->headers_out.content_type_len = type.len;
+    r->headers_out.content_type = *content_type;
+    r->headers_out.content_type_len = content_type->len;
     r->headers_out.content_length_n = b->last - b->pos;
-
-    if (status == 426) {
-        ngx_str_set(&r->headers_out.status_line, "426 Upgrade Required");
-    }
 
     slcf = ngx_http_get_module_loc_conf(r, ngx_http_signalr_module);
 

@@ -145,6 +145,8 @@ extern ngx_module_t  ngx_http_signalr_module;
 ngx_http_signalr_ctx_t *ngx_http_signalr_get_ctx(ngx_http_request_t *r);
 ngx_int_t ngx_http_signalr_send_problem(ngx_http_request_t *r,
     ngx_uint_t status, const char *detail);
+ngx_int_t ngx_http_signalr_send_buffer(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_str_t *content_type, ngx_buf_t *b);
 ngx_int_t ngx_http_signalr_add_header(ngx_http_request_t *r,
     const char *name, ngx_str_t *value);
 ngx_int_t ngx_http_signalr_is_hub_request(ngx_http_request_t *r,

@@ -217,11 +217,10 @@ ngx_http_signalr_negotiate_register(ngx_http_request_t *r,
 static ngx_int_t
 ngx_http_signalr_send_json(ngx_http_request_t *r, sr_buf_t *body)
 {
-    ngx_int_t                     rc;
-    ngx_buf_t                    *b;
-    ngx_str_t                     nocache;
-    ngx_chain_t                   out;
-    ngx_http_signalr_loc_conf_t  *slcf;
+    ngx_buf_t  *b;
+    ngx_str_t   nocache;
+
+    static ngx_str_t  type = ngx_string("application/json");
 
     b = ngx_create_temp_buf(r->pool, body->len);
     if (b == NULL) {
@@ -229,13 +228,6 @@ ngx_http_signalr_send_json(ngx_http_request_t *r, sr_buf_t *body)
     }
 
     b->last = ngx_cpymem(b->last, body->data, body->len);
-    b->last_buf = 1;
-    b->last_in_chain = 1;
-
-    r->headers_out.status = NGX_HTTP_OK;
-    ngx_str_set(&r->headers_out.content_type, "application/json");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-    r->headers_out.content_length_n = body->len;
 
     ngx_str_set(&nocache, "no-store");
 
@@ -244,22 +236,7 @@ ngx_http_signalr_send_json(ngx_http_request_t *r, sr_buf_t *body)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    slcf = ngx_http_get_module_loc_conf(r, ngx_http_signalr_module);
-
-    if (ngx_http_signalr_cors_headers(r, slcf) == NGX_ERROR) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
+    return ngx_http_signalr_send_buffer(r, NGX_HTTP_OK, &type, b);
 }
 
 

@@ -201,6 +201,28 @@ test('streaming an unknown conversation or a malformed id fails that stream only
         await connection.stop();
     });
 
+test('a client built withStatefulReconnect() connects and streams', async () => {
+    const token = await devToken('chat-stateful');
+    const negotiate = (query) => api(stack, 'POST',
+        `/api/v1/chats/stream/negotiate?negotiateVersion=1${query}`, { token });
+    assert.equal((await negotiate('&useStatefulReconnect=true')).json?.useStatefulReconnect,
+        true, 'negotiate grants stateful reconnect to a client that asks');
+    assert.notEqual((await negotiate('')).json?.useStatefulReconnect, true,
+        'negotiate does not offer it to a client that did not ask');
+
+    const connection = await connect(stack, { protocol: 'messagepack', token,
+        statefulReconnect: true });
+    const prompt = 'Stateful, please.';
+    const id = await createChat(stack, token, prompt);
+    const stream = new FragmentStream(connection, id);
+    const fragments = await stream.waitFor(replyFinished, 'the end of the reply');
+    assert.equal(fragments[0].text, prompt, 'the stream starts with the prompt');
+    const [stored] = messagesOf(await getChat(stack, token, id), 'assistant');
+    assert.equal(textOf(fragments, stored.id), stored.text, 'the reply arrives in full');
+    stream.dispose();
+    await connection.stop();
+});
+
 test('REST rejects a prompt without text with a problem body', async () => {
     const token = await devToken('chat-bad-prompt');
     for (const body of [{}, { prompt: {} }, { prompt: { text: '' } }, 'not json']) {

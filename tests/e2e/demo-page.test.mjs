@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 
-import { chromium as chromiumBinary, requireBuilt } from './lib/paths.mjs';
+import { chromium as chromiumBinary, requireInstalled } from './lib/paths.mjs';
 import { api, messagesOf } from './lib/rest.mjs';
 import { startStack } from './lib/stack.mjs';
 import { devToken } from './lib/tokens.mjs';
@@ -26,7 +26,7 @@ let browser;
 let page;
 
 before(async () => {
-    requireBuilt(chromiumBinary);
+    requireInstalled(chromiumBinary, 'Debian\'s chromium');
     // 40 tokens at 20 a second: slow enough to see the text grow and to
     // press Stop in the middle
     stack = await startStack({

@@ -29,7 +29,7 @@ export class ClientLog {
 
 // options: protocol 'json' | 'messagepack'; token (string) or
 // tokenFactory; reconnectDelays (array of ms) for withAutomaticReconnect;
-// skipNegotiation.
+// statefulReconnect for withStatefulReconnect; skipNegotiation.
 export function buildConnection(stack, options = {}) {
     const protocol = options.protocol ?? 'json';
     const tokenFactory = options.tokenFactory ?? (() => options.token);
@@ -48,6 +48,9 @@ export function buildConnection(stack, options = {}) {
     }
     if (options.reconnectDelays) {
         builder = builder.withAutomaticReconnect(options.reconnectDelays);
+    }
+    if (options.statefulReconnect) {
+        builder = builder.withStatefulReconnect();
     }
 
     const connection = builder.build();

@@ -17,7 +17,7 @@ export const runStack = path.join(sourceDir, 'conf/dev/run-stack');
 export const devKeyFile = path.join(sourceDir, 'conf/dev/jwt-dev.key');
 export const chromium = process.env.CHROMIUM ?? '/usr/bin/chromium';
 
-// Fails with one line naming what is missing, so that a test that cannot
+// Fail with one line naming what is missing, so that a test that cannot
 // run says why instead of timing out somewhere later.
 export function requireBuilt(...files) {
     for (const file of files) {
@@ -25,5 +25,11 @@ export function requireBuilt(...files) {
             throw new Error(`missing ${file || '(unset path)'}: build the project first `
                 + '(make build, or cmake --build <dir>)');
         }
+    }
+}
+
+export function requireInstalled(file, what) {
+    if (!existsSync(file)) {
+        throw new Error(`missing ${file}: install ${what} (packaging/dev/install-deps)`);
     }
 }
