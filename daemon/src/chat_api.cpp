@@ -206,11 +206,7 @@ asio::awaitable<HttpResponse> ChatApi::add_turn(const HttpRequest &request,
     if (!text.is_ok()) {
         co_return field_error("prompt.text", "The prompt text must not be empty.");
     }
-    if (runner_.running(id)) {
-        co_return HttpResponse::problem(409, "a reply is already being generated");
-    }
-
-    // a reply left unfinished by a dead instance is ended first, so turns stay in order
+    // ownership first: a busy conversation of someone else must look absent, not busy
     Result<ConversationSnapshot> snapshot = co_await store_.load(id);
     if (!snapshot.is_ok()) {
         co_return store_failure(snapshot.status());
@@ -218,6 +214,11 @@ asio::awaitable<HttpResponse> ChatApi::add_turn(const HttpRequest &request,
     if (!snapshot->exists || snapshot->owner != user) {
         co_return not_found();
     }
+    if (runner_.running(id)) {
+        co_return HttpResponse::problem(409, "a reply is already being generated");
+    }
+
+    // a reply left unfinished by a dead instance is ended first, so turns stay in order
     Status recovered = co_await runner_.recover(*snapshot);
     if (!recovered.is_ok()) {
         co_return store_failure(recovered);
