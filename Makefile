@@ -5,6 +5,8 @@
 #   make run    build, then run redis-server, signalrd and nginx on
 #               http://127.0.0.1:$(PORT) in the foreground (Ctrl-C stops)
 #   make test   build with sanitizers and run every test through CTest
+#   make fuzz   the long fuzz campaigns (docs/fuzzing.md)
+#   make package  deb (and rpm, where rpmbuild exists) packages in build/
 
 PORT      ?= 8080
 REDIS_URL ?=
@@ -13,7 +15,7 @@ JOBS      ?= $(shell nproc)
 BUILD_DIR      := build
 TEST_BUILD_DIR := build-test
 
-.PHONY: all deps build build-test run test fuzz clean
+.PHONY: all deps build build-test run test fuzz package clean
 
 all: build
 
@@ -38,6 +40,9 @@ test: build-test
 
 fuzz: build-test
 	@cd $(TEST_BUILD_DIR) && ctest -C FuzzLong -L fuzz-long --output-on-failure
+
+package: build
+	@cmake --build $(BUILD_DIR) --target package
 
 clean:
 	rm -rf $(BUILD_DIR) $(TEST_BUILD_DIR)
