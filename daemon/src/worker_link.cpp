@@ -110,7 +110,8 @@ Status WorkerLink::handle_frame(const sr_ipc_frame_t &frame)
 
     std::string id(frame.conn_id, frame.conn_id_len);
     bool needs_id = frame.type == SR_IPC_OPEN || frame.type == SR_IPC_CLOSED ||
-                    frame.type == SR_IPC_INVOKE;
+                    frame.type == SR_IPC_INVOKE || frame.type == SR_IPC_FORWARD ||
+                    frame.type == SR_IPC_FORWARDED;
     if (needs_id && id.empty()) {
         return Status::protocol_error("frame without a connection id");
     }
@@ -124,6 +125,9 @@ Status WorkerLink::handle_frame(const sr_ipc_frame_t &frame)
     case SR_IPC_INVOKE:
         handle_invoke(id, frame);
         return Status::ok();
+    case SR_IPC_FORWARD:
+    case SR_IPC_FORWARDED:
+        return handle_relay(id, frame);
     case SR_IPC_PING: {
         sr_error_t err;
         if (sr_ipc_write(&out_, SR_IPC_PONG, nullptr, 0, nullptr, 0, &err) != SR_OK) {
@@ -211,6 +215,48 @@ void WorkerLink::handle_invoke(const std::string &id, const sr_ipc_frame_t &fram
     }
     registry_.invoke(*this, id, msg);
     sr_message_clear(&msg);
+}
+
+// A request of a connection that reached another worker than its holder, or the answer:
+// passed on to the named worker with the sender's pid in its place. A request for a worker
+// that is gone is answered 404 here, so that the asking worker need not wait for its timer.
+Status WorkerLink::handle_relay(const std::string &id, const sr_ipc_frame_t &frame)
+{
+    sr_ipc_relay_t relay;
+    sr_error_t err;
+
+    if (sr_ipc_relay_parse(frame.body, frame.body_len, &relay, &err) != SR_OK) {
+        return Status::protocol_error("bad relay frame for connection " + id + ": " + err.str);
+    }
+    WorkerLink *peer = find_peer_ ? find_peer_(relay.pid) : nullptr;
+    if (peer != nullptr && peer->usable()) {
+        relay.pid = static_cast<uint32_t>(worker_pid_);
+        peer->write_relay(frame.type, id, relay);
+        return Status::ok();
+    }
+    if (frame.type == SR_IPC_FORWARD) {
+        sr_ipc_relay_t gone{relay.pid, relay.seq, 404, 0, nullptr, 0};
+        write_relay(SR_IPC_FORWARDED, id, gone);
+    }
+    return Status::ok();
+}
+
+bool WorkerLink::write_relay(uint8_t type, const std::string &connection_id,
+                             const sr_ipc_relay_t &relay)
+{
+    sr_error_t err;
+
+    if (failed_ || closing_) {
+        return false;
+    }
+    if (sr_ipc_relay_write(&out_, static_cast<sr_ipc_type_t>(type), connection_id.data(),
+                           connection_id.size(), &relay, &err) != SR_OK) {
+        log_error("connection %s: encoding a relay frame failed: %s", connection_id.c_str(),
+                  err.str);
+        return false;
+    }
+    queued();
+    return !failed_;
 }
 
 bool WorkerLink::send_message(const std::string &connection_id, const sr_message_t &msg)
@@ -356,8 +402,19 @@ asio::awaitable<void> WorkerLinkServer::accept_loop()
         auto link = std::make_shared<WorkerLink>(std::move(socket), registry_, options_, number,
                                                  [this, number] { links_.erase(number); });
         links_[number] = link;
+        link->set_peer_finder([this](int64_t pid) { return find_by_pid(pid); });
         link->start();
     }
+}
+
+WorkerLink *WorkerLinkServer::find_by_pid(int64_t pid) const
+{
+    for (const auto &[number, link] : links_) {
+        if (link->usable() && link->worker_pid() == pid) {
+            return link.get();
+        }
+    }
+    return nullptr;
 }
 
 void WorkerLinkServer::stop_accepting()

@@ -17,6 +17,7 @@
 #include <string>
 
 #include <signalr/buf.h>
+#include <signalr/ipc.h>
 
 #include "asio_util.h"
 #include "hub_registry.h"
@@ -32,6 +33,9 @@ struct LinkOptions {
 
 class WorkerLink final : public LinkPort, public std::enable_shared_from_this<WorkerLink> {
 public:
+    // Finds the live link of the worker with this pid, for FORWARD and FORWARDED.
+    using PeerFinder = std::function<WorkerLink *(int64_t pid)>;
+
     WorkerLink(asio::local::stream_protocol::socket socket, HubRegistry &registry,
                const LinkOptions &options, unsigned number, std::function<void()> on_end);
     ~WorkerLink() override;
@@ -45,7 +49,15 @@ public:
     // Writes what is queued, then closes.
     void close_after_flush();
 
+    // Without one, FORWARD is answered 404: no other worker is known.
+    void set_peer_finder(PeerFinder finder) { find_peer_ = std::move(finder); }
+    // Queues a FORWARD or FORWARDED frame toward this link's worker.
+    bool write_relay(uint8_t type, const std::string &connection_id,
+                     const sr_ipc_relay_t &relay);
+
     unsigned number() const { return number_; }
+    int64_t worker_pid() const { return worker_pid_; }
+    bool usable() const { return hello_seen_ && !failed_ && !closing_; }
     size_t queued_bytes() const { return out_.len + inflight_.len; }
 
 private:
@@ -55,6 +67,7 @@ private:
     Status handle_hello(const sr_ipc_frame_t &frame);
     Status handle_open(const std::string &id, const sr_ipc_frame_t &frame);
     void handle_invoke(const std::string &id, const sr_ipc_frame_t &frame);
+    Status handle_relay(const std::string &id, const sr_ipc_frame_t &frame);
     void queued();
     void fail(const char *why);
 
@@ -63,6 +76,7 @@ private:
     LinkOptions options_;
     unsigned number_;
     std::function<void()> on_end_;
+    PeerFinder find_peer_;
     std::vector<unsigned char> in_;
     size_t in_len_ = 0;
     sr_buf_t out_;
@@ -84,6 +98,9 @@ public:
     void close_all();
 
     size_t link_count() const { return links_.size(); }
+    // The live link of the worker with this pid, or nullptr; a linear walk, since
+    // there are as many links as nginx workers.
+    WorkerLink *find_by_pid(int64_t pid) const;
 
 private:
     asio::awaitable<void> accept_loop();

@@ -57,11 +57,11 @@ public:
         EXPECT_FALSE(ec) << ec.message();
     }
 
-    void hello(uint32_t version = SR_IPC_VERSION)
+    void hello(uint32_t version = SR_IPC_VERSION, int64_t pid = 4242)
     {
         sr_buf_t body;
         sr_error_t err;
-        sr_ipc_hello_t h{version, 4242, const_cast<char *>("test-node")};
+        sr_ipc_hello_t h{version, pid, const_cast<char *>("test-node")};
         sr_buf_init(&body);
         ASSERT_EQ(sr_ipc_hello_encode(&h, &body, &err), SR_OK) << err.str;
         send(SR_IPC_HELLO, "", &body);

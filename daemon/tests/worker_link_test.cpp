@@ -128,6 +128,77 @@ TEST_F(WorkerLinkTest, DropsALinkOnAMalformedFrame)
     EXPECT_TRUE(w.wait([&] { return w.closed(); }));
 }
 
+// Sends a FORWARD or FORWARDED frame from w.
+void send_relay(FakeWorker &w, sr_ipc_type_t type, const std::string &conn,
+                const sr_ipc_relay_t &relay)
+{
+    sr_buf_t out;
+    sr_error_t err;
+    sr_buf_init(&out);
+    ASSERT_EQ(sr_ipc_relay_write(&out, type, conn.data(), conn.size(), &relay, &err), SR_OK)
+        << err.str;
+    w.send_raw(out.data, out.len);
+    sr_buf_free(&out);
+}
+
+sr_ipc_relay_t parse_relay(const Frame &f)
+{
+    sr_ipc_relay_t relay{};
+    sr_error_t err;
+    EXPECT_EQ(sr_ipc_relay_parse(f.body.data(), f.body.size(), &relay, &err), SR_OK) << err.str;
+    return relay;
+}
+
+TEST_F(WorkerLinkTest, RelaysARequestToTheWorkerNamedAndItsAnswerBack)
+{
+    FakeWorker asker(io_, path_);
+    FakeWorker holder(io_, path_);
+    asker.hello(SR_IPC_VERSION, 100);
+    holder.hello(SR_IPC_VERSION, 200);
+    ASSERT_TRUE(asker.wait([&] { return asker.find(SR_IPC_HELLO) != nullptr; }));
+    ASSERT_TRUE(holder.wait([&] { return holder.find(SR_IPC_HELLO) != nullptr; }));
+
+    const unsigned char body[] = "{\"type\":6}\x1e";
+    send_relay(asker, SR_IPC_FORWARD, "c1",
+               sr_ipc_relay_t{200, 7, SR_IPC_FORWARD_SEND, 0, body, sizeof(body) - 1});
+    ASSERT_TRUE(holder.wait([&] { return holder.find(SR_IPC_FORWARD) != nullptr; }));
+
+    const Frame *request = holder.find(SR_IPC_FORWARD);
+    sr_ipc_relay_t got = parse_relay(*request);
+    EXPECT_EQ(request->conn, "c1");
+    EXPECT_EQ(got.pid, 100u) << "the holder learns who asked";
+    EXPECT_EQ(got.seq, 7u);
+    EXPECT_EQ(got.code, SR_IPC_FORWARD_SEND);
+    EXPECT_EQ(std::string(got.data, got.data + got.data_len), "{\"type\":6}\x1e");
+
+    send_relay(holder, SR_IPC_FORWARDED, "c1", sr_ipc_relay_t{100, 7, 200, 0, nullptr, 0});
+    ASSERT_TRUE(asker.wait([&] { return asker.find(SR_IPC_FORWARDED) != nullptr; }));
+    sr_ipc_relay_t answer = parse_relay(*asker.find(SR_IPC_FORWARDED));
+    EXPECT_EQ(answer.pid, 200u) << "the asker learns who answered";
+    EXPECT_EQ(answer.seq, 7u);
+    EXPECT_EQ(answer.code, 200);
+    EXPECT_EQ(holder.count(SR_IPC_FORWARDED), 0u) << "nothing echoes back to the holder";
+}
+
+TEST_F(WorkerLinkTest, ARequestForAWorkerThatIsGoneIsAnswered404)
+{
+    FakeWorker asker(io_, path_);
+    asker.hello(SR_IPC_VERSION, 100);
+    ASSERT_TRUE(asker.wait([&] { return asker.find(SR_IPC_HELLO) != nullptr; }));
+
+    send_relay(asker, SR_IPC_FORWARD, "c2",
+               sr_ipc_relay_t{999, 3, SR_IPC_FORWARD_POLL, 0, nullptr, 0});
+    ASSERT_TRUE(asker.wait([&] { return asker.find(SR_IPC_FORWARDED) != nullptr; }));
+    sr_ipc_relay_t answer = parse_relay(*asker.find(SR_IPC_FORWARDED));
+    EXPECT_EQ(answer.seq, 3u);
+    EXPECT_EQ(answer.code, 404);
+    EXPECT_FALSE(asker.closed()) << "the link stays up";
+
+    // a relay body too short for its header is a protocol error
+    asker.send(SR_IPC_FORWARD, "c2", nullptr);
+    EXPECT_TRUE(asker.wait([&] { return asker.closed(); }));
+}
+
 TEST_F(WorkerLinkTest, RoutesConnectionsToTheirHubAndAnswersThroughTheLink)
 {
     FakeWorker w(io_, path_);

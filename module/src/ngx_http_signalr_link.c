@@ -366,6 +366,9 @@ ngx_http_signalr_link_drop(const char *reason, ngx_err_t err)
         ngx_http_signalr_sessions_link_down();
     }
 
+    /* whatever was relayed has no way back any more */
+    ngx_http_signalr_relay_link_down();
+
     if (!link->reconnect.timer_set) {
         ngx_add_timer(&link->reconnect, link->backoff);
     }
@@ -605,7 +608,7 @@ ngx_http_signalr_link_open(ngx_http_signalr_session_t *s)
     open.hub = (char *) s->conf->hub.data;
     open.user = s->user.len ? (char *) s->user.data : NULL;
     open.protocol = s->protocol;
-    open.transport = "WebSockets";
+    open.transport = (char *) s->transport->name.data;
     open.claims = s->claims ? s->claims : json_object();
 
     mark = link->out.len;
@@ -623,7 +626,7 @@ ngx_http_signalr_link_open(ngx_http_signalr_session_t *s)
             json_decref(open.claims);
         }
 
-        ngx_log_error(NGX_LOG_ERR, s->connection->log, 0,
+        ngx_log_error(NGX_LOG_ERR, s->log, 0,
                       "signalr connection \"%s\": OPEN not encodable",
                       s->id);
         return NGX_ERROR;
@@ -685,6 +688,37 @@ ngx_http_signalr_link_invoke(ngx_http_signalr_session_t *s,
         != SR_OK)
     {
         ngx_http_signalr_link_drop("no memory for INVOKE", 0);
+        return NGX_ERROR;
+    }
+
+    return ngx_http_signalr_link_queued();
+}
+
+
+/* a FORWARD or FORWARDED frame; NGX_DECLINED while the link is down */
+
+ngx_int_t
+ngx_http_signalr_link_relay(sr_ipc_type_t type, ngx_str_t *id,
+    sr_ipc_relay_t *relay)
+{
+    sr_error_t                err;
+    ngx_http_signalr_link_t  *link;
+
+    link = &ngx_http_signalr_link;
+
+    if (link->state != NGX_HTTP_SIGNALR_LINK_UP) {
+        return NGX_DECLINED;
+    }
+
+    ngx_http_signalr_link_compact();
+
+    if (sr_ipc_relay_write(&link->out, type, (const char *) id->data,
+                           id->len, relay, &err)
+        != SR_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, link->log, 0,
+                      "signalr connection \"%V\": relay frame not "
+                      "encodable: %s", id, err.str);
         return NGX_ERROR;
     }
 
@@ -839,6 +873,15 @@ ngx_http_signalr_link_frame(sr_ipc_frame_t *frame)
 
     case SR_IPC_CLOSE:
         return ngx_http_signalr_link_close_frame(&id, frame);
+
+    case SR_IPC_FORWARD:
+    case SR_IPC_FORWARDED:
+        if (ngx_http_signalr_relay_frame(frame) != NGX_OK) {
+            sr_error_set(&err, SR_ERR_PROTOCOL, "bad relay frame");
+            return ngx_http_signalr_link_protocol_error("frame", &err);
+        }
+
+        return NGX_OK;
 
     case SR_IPC_PING:
         ngx_http_signalr_link_compact();

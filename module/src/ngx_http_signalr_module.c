@@ -111,6 +111,20 @@ static ngx_command_t  ngx_http_signalr_commands[] = {
       offsetof(ngx_http_signalr_loc_conf_t, send_queue_size),
       NULL },
 
+    { ngx_string("signalr_long_polling_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_signalr_loc_conf_t, poll_timeout),
+      NULL },
+
+    { ngx_string("signalr_disconnect_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_signalr_loc_conf_t, disconnect_timeout),
+      NULL },
+
     { ngx_string("signalr_cors_origins"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_signalr_str_list,
@@ -232,7 +246,21 @@ ngx_http_signalr_handler(ngx_http_request_t *r)
         return ngx_http_signalr_negotiate_handler(r);
     }
 
-    return ngx_http_signalr_websocket_handler(r);
+    if (r->method == NGX_HTTP_GET
+        && ngx_http_signalr_header_has_token(r, "Upgrade", 7, "websocket"))
+    {
+        if (!(slcf->transports & SR_TRANSPORT_WEBSOCKETS)) {
+            return ngx_http_signalr_send_problem(r, NGX_HTTP_NOT_FOUND,
+                                                 "the WebSockets transport "
+                                                 "is disabled here");
+        }
+
+        return ngx_http_signalr_websocket_handler(r);
+    }
+
+    return ngx_http_signalr_http_handler(r,
+               ngx_http_signalr_header_has_token(r, "Accept", 6,
+                                                 "text/event-stream"));
 }
 
 
@@ -968,6 +996,8 @@ ngx_http_signalr_create_loc_conf(ngx_conf_t *cf)
     slcf->handshake_timeout = NGX_CONF_UNSET_MSEC;
     slcf->max_message_size = NGX_CONF_UNSET_SIZE;
     slcf->send_queue_size = NGX_CONF_UNSET_SIZE;
+    slcf->poll_timeout = NGX_CONF_UNSET_MSEC;
+    slcf->disconnect_timeout = NGX_CONF_UNSET_MSEC;
     slcf->cors_origins = NGX_CONF_UNSET_PTR;
     slcf->jwt = NGX_CONF_UNSET;
     slcf->jwt_key_files = NGX_CONF_UNSET_PTR;
@@ -985,7 +1015,7 @@ ngx_http_signalr_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_signalr_loc_conf_t *conf = child;
 
     ngx_conf_merge_uint_value(conf->transports, prev->transports,
-                              SR_TRANSPORT_WEBSOCKETS);
+                              NGX_HTTP_SIGNALR_ALL_TRANSPORTS);
     ngx_conf_merge_value(conf->stateful_reconnect,
                          prev->stateful_reconnect, 0);
     ngx_conf_merge_msec_value(conf->keepalive_interval,
@@ -998,10 +1028,14 @@ ngx_http_signalr_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               prev->max_message_size, 32 * 1024);
     ngx_conf_merge_size_value(conf->send_queue_size,
                               prev->send_queue_size, 1024 * 1024);
+    ngx_conf_merge_msec_value(conf->poll_timeout, prev->poll_timeout, 90000);
+    ngx_conf_merge_msec_value(conf->disconnect_timeout,
+                              prev->disconnect_timeout, 15000);
     ngx_conf_merge_ptr_value(conf->cors_origins, prev->cors_origins, NULL);
 
     if (conf->keepalive_interval == 0 || conf->client_timeout == 0
-        || conf->handshake_timeout == 0)
+        || conf->handshake_timeout == 0 || conf->poll_timeout == 0
+        || conf->disconnect_timeout == 0)
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "signalr timeouts must not be zero");
@@ -1021,16 +1055,6 @@ ngx_http_signalr_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
-    if (conf->hub.len
-        && (conf->transports & SR_TRANSPORT_WEBSOCKETS) == 0)
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "signalr_hub \"%V\" enables no implemented "
-                           "transport: only \"websockets\" is implemented",
-                           &conf->hub);
-        return NGX_CONF_ERROR;
-    }
-
     return ngx_http_signalr_auth_merge(cf, prev, conf);
 }
 
@@ -1039,6 +1063,7 @@ static ngx_int_t
 ngx_http_signalr_init_process(ngx_cycle_t *cycle)
 {
     ngx_http_signalr_sessions_init();
+    ngx_http_signalr_relay_init();
 
     return ngx_http_signalr_link_init_process(cycle);
 }
@@ -1047,6 +1072,8 @@ ngx_http_signalr_init_process(ngx_cycle_t *cycle)
 static void
 ngx_http_signalr_exit_process(ngx_cycle_t *cycle)
 {
+    /* long polling sessions hold no connection: they end here */
+    ngx_http_signalr_lp_exit();
     ngx_http_signalr_link_exit_process(cycle);
     ngx_http_signalr_sessions_exit();
 }

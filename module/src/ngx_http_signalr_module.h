@@ -1,10 +1,13 @@
 /*
  * ngx_http_signalr_module: types shared by the files of the module.
  *
- * One request of a hub location becomes one SignalR connection: the
- * WebSocket handler owns the client socket after the 101 answer, the
- * session layer speaks the hub protocol on it, and the link forwards hub
- * messages to the daemon over one Unix socket per worker.
+ * A SignalR connection is a session (the hub protocol, independent of
+ * the transport) on top of one transport: a WebSocket, which owns the
+ * client socket after the 101 answer; a Server-Sent Events stream plus
+ * HTTP POSTs; or long polls plus HTTP POSTs. The link forwards hub
+ * messages to the daemon over one Unix socket per worker, and relays the
+ * requests of a connection that reach another worker than the one
+ * holding it (docs/transports.md).
  */
 
 #ifndef _NGX_HTTP_SIGNALR_MODULE_H_INCLUDED_
@@ -40,11 +43,36 @@
 /* the longest user id a connection may carry */
 #define NGX_HTTP_SIGNALR_MAX_USER        1024
 
-#define NGX_HTTP_SIGNALR_UNSUPPORTED_TRANSPORTS                              \
-    (SR_TRANSPORT_SSE|SR_TRANSPORT_LONG_POLLING)
+#define NGX_HTTP_SIGNALR_ALL_TRANSPORTS                                      \
+    (SR_TRANSPORT_WEBSOCKETS|SR_TRANSPORT_SSE|SR_TRANSPORT_LONG_POLLING)
 
 
 typedef struct ngx_http_signalr_session_s  ngx_http_signalr_session_t;
+
+
+/*
+ * What the session needs of a transport. send() queues one framed hub
+ * message (force: even over signalr_send_queue_size, for the messages
+ * that end a session) and returns NGX_DECLINED when it was not queued;
+ * close() ends the transport after what is queued, code being a
+ * WebSocket close code that the HTTP transports ignore; drop() ends it
+ * at once, for s->failed. None of them frees s synchronously.
+ */
+typedef struct {
+    ngx_str_t                    name;          /* as OPEN names it */
+    ngx_uint_t                   kind;          /* SR_TRANSPORT_* */
+    ngx_uint_t                   binary;        /* carries MessagePack */
+    ngx_int_t                  (*send)(ngx_http_signalr_session_t *s,
+                                       const u_char *data, size_t len,
+                                       ngx_uint_t force);
+    void                       (*close)(ngx_http_signalr_session_t *s,
+                                        int code, const char *reason);
+    void                       (*drop)(ngx_http_signalr_session_t *s);
+} ngx_http_signalr_transport_t;
+
+
+#define ngx_http_signalr_session_send(s, data, len, force)                   \
+    (s)->transport->send(s, data, len, force)
 
 
 typedef struct {
@@ -66,6 +94,8 @@ typedef struct {
     ngx_msec_t                   handshake_timeout;
     size_t                       max_message_size;
     size_t                       send_queue_size;
+    ngx_msec_t                   poll_timeout;
+    ngx_msec_t                   disconnect_timeout;
     ngx_array_t                 *cors_origins;  /* of ngx_str_t */
 
     ngx_flag_t                   jwt;
@@ -87,6 +117,8 @@ typedef struct {
     json_t                      *claims;        /* owned; NULL without JWT */
     ngx_str_t                    connection_id;
     ngx_http_signalr_session_t  *session;
+    ngx_pid_t                    owner;         /* worker holding it */
+    ngx_uint_t                   kind;          /* its SR_TRANSPORT_* */
     unsigned                     authenticated:1;
 } ngx_http_signalr_ctx_t;
 
@@ -95,8 +127,13 @@ struct ngx_http_signalr_session_s {
     ngx_str_node_t               node;          /* by connection id */
     ngx_queue_t                  queue;         /* every session here */
 
+    const ngx_http_signalr_transport_t  *transport;
+
+    /* the request and socket of a WebSocket or SSE stream, else NULL */
     ngx_http_request_t          *request;
     ngx_connection_t            *connection;
+    ngx_log_t                   *log;
+    ngx_pool_t                  *pool;          /* Long Polling's own */
     ngx_http_signalr_loc_conf_t *conf;
     ngx_shm_zone_t              *registry;
 
@@ -113,6 +150,16 @@ struct ngx_http_signalr_session_s {
     sr_buf_t                     in;            /* undecoded hub bytes */
     sr_buf_t                     out;           /* frames for the client */
     size_t                       out_pos;       /* sent part of out */
+
+    /* Long Polling: the poll waiting for out, here or on another worker */
+    ngx_http_request_t          *poll;
+    void                        *poll_ctx;
+    ngx_pid_t                    poll_pid;      /* 0: the poll is local */
+    uint32_t                     poll_seq;
+    ngx_event_t                  poll_timer;    /* poll or disconnect */
+    ngx_event_t                  poll_flush;    /* answers with out */
+    ngx_http_request_t          *post;          /* the POST being read */
+    ngx_queue_t                  lp_queue;      /* Long Polling sessions */
 
     ngx_event_t                  timer;         /* handshake, keep-alive */
     ngx_event_t                  close_timer;   /* close handshake bound */
@@ -135,6 +182,8 @@ struct ngx_http_signalr_session_s {
     unsigned                     stateful:1;
     unsigned                     in_tree:1;
     unsigned                     failed:1;      /* drop without closing */
+    unsigned                     polled:1;      /* the first poll is over */
+    unsigned                     chunked:1;     /* SSE body framing */
 };
 
 
@@ -168,12 +217,51 @@ char *ngx_http_signalr_auth_merge(ngx_conf_t *cf,
     ngx_http_signalr_loc_conf_t *prev, ngx_http_signalr_loc_conf_t *conf);
 
 /* ngx_http_signalr_websocket.c */
+extern const ngx_http_signalr_transport_t  ngx_http_signalr_ws_transport;
+
 ngx_int_t ngx_http_signalr_websocket_handler(ngx_http_request_t *r);
 void ngx_http_signalr_ws_finalize(ngx_http_signalr_session_t *s);
 ngx_int_t ngx_http_signalr_ws_send(ngx_http_signalr_session_t *s,
     int opcode, const u_char *data, size_t len, ngx_uint_t force);
 void ngx_http_signalr_ws_close(ngx_http_signalr_session_t *s, int code,
     const char *reason);
+
+/* ngx_http_signalr_transports.c: HTTP POST, DELETE, and dispatch */
+ngx_int_t ngx_http_signalr_http_handler(ngx_http_request_t *r,
+    ngx_uint_t sse);
+ngx_int_t ngx_http_signalr_session_identity(ngx_http_signalr_session_t *s,
+    ngx_http_signalr_ctx_t *ctx, ngx_pool_t *pool);
+ngx_int_t ngx_http_signalr_feed(ngx_http_signalr_session_t *s,
+    const u_char *data, size_t len);
+ngx_int_t ngx_http_signalr_send_empty(ngx_http_request_t *r,
+    ngx_uint_t status, const u_char *data, size_t len, ngx_uint_t binary);
+
+/* ngx_http_signalr_sse.c */
+extern const ngx_http_signalr_transport_t  ngx_http_signalr_sse_transport;
+
+ngx_int_t ngx_http_signalr_sse_start(ngx_http_request_t *r,
+    ngx_http_signalr_ctx_t *ctx);
+
+/* ngx_http_signalr_longpoll.c */
+extern const ngx_http_signalr_transport_t  ngx_http_signalr_lp_transport;
+
+ngx_int_t ngx_http_signalr_lp_create(ngx_http_request_t *r,
+    ngx_http_signalr_ctx_t *ctx, ngx_str_t *token);
+ngx_int_t ngx_http_signalr_lp_poll(ngx_http_signalr_session_t *s,
+    ngx_http_request_t *r, ngx_pid_t pid, uint32_t seq);
+void ngx_http_signalr_lp_delete(ngx_http_signalr_session_t *s);
+void ngx_http_signalr_lp_exit(void);
+
+/* ngx_http_signalr_relay.c */
+void ngx_http_signalr_relay_init(void);
+ngx_int_t ngx_http_signalr_relay_forward(ngx_http_request_t *r,
+    ngx_http_signalr_ctx_t *ctx, ngx_uint_t kind, const u_char *data,
+    size_t len);
+void ngx_http_signalr_relay_answer(ngx_str_t *id, ngx_pid_t pid,
+    uint32_t seq, ngx_uint_t status, const u_char *data, size_t len,
+    ngx_uint_t binary);
+ngx_int_t ngx_http_signalr_relay_frame(sr_ipc_frame_t *frame);
+void ngx_http_signalr_relay_link_down(void);
 
 /* ngx_http_signalr_session.c */
 ngx_int_t ngx_http_signalr_session_init(ngx_http_signalr_session_t *s);
@@ -204,18 +292,22 @@ ngx_int_t ngx_http_signalr_link_open(ngx_http_signalr_session_t *s);
 ngx_int_t ngx_http_signalr_link_closed(ngx_http_signalr_session_t *s);
 ngx_int_t ngx_http_signalr_link_invoke(ngx_http_signalr_session_t *s,
     const u_char *payload, size_t len);
+ngx_int_t ngx_http_signalr_link_relay(sr_ipc_type_t type, ngx_str_t *id,
+    sr_ipc_relay_t *relay);
 
 /* ngx_http_signalr_registry.c */
 #define NGX_HTTP_SIGNALR_REG_UNKNOWN    1
 #define NGX_HTTP_SIGNALR_REG_ATTACHED   2
 #define NGX_HTTP_SIGNALR_REG_OTHER_USER 3
+#define NGX_HTTP_SIGNALR_REG_NOT_YET    4   /* negotiated, not attached */
 
 ngx_int_t ngx_http_signalr_registry_conf(ngx_conf_t *cf,
     ngx_shm_zone_t *zone);
 ngx_int_t ngx_http_signalr_registry_add(ngx_shm_zone_t *zone,
     ngx_str_t *token, ngx_str_t *id, ngx_str_t *user, ngx_msec_t ttl);
 ngx_int_t ngx_http_signalr_registry_attach(ngx_shm_zone_t *zone,
-    ngx_str_t *token, ngx_str_t *user, u_char *id, size_t id_size);
+    ngx_str_t *token, ngx_str_t *user, u_char *id, size_t id_size,
+    ngx_uint_t kind, ngx_pid_t *owner, ngx_uint_t *owner_kind);
 void ngx_http_signalr_registry_remove(ngx_shm_zone_t *zone,
     ngx_str_t *token);
 

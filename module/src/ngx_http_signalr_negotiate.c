@@ -126,14 +126,7 @@ ngx_http_signalr_negotiate_args(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    /*
-     * TODO(docs/directives.md): Server-Sent Events and Long Polling are
-     * accepted by signalr_transports but not implemented, so they are
-     * never offered.
-     */
-
-    res->transports = slcf->transports
-                      & ~NGX_HTTP_SIGNALR_UNSUPPORTED_TRANSPORTS;
+    res->transports = slcf->transports;
 
     /* as ASP.NET Core does, only a client that asks for it gets it */
     if (slcf->stateful_reconnect
@@ -150,8 +143,9 @@ ngx_http_signalr_negotiate_args(ngx_http_request_t *r,
 
 
 /*
- * Records the connection under the key its WebSocket will present: the
- * token for negotiate version 1, the connection id for version 0.
+ * Records the connection under the key its transport requests will
+ * present: the token for negotiate version 1, the connection id for
+ * version 0.
  */
 
 static ngx_int_t
@@ -271,7 +265,7 @@ ngx_http_signalr_preflight(ngx_http_request_t *r,
         return rc;
     }
 
-    ngx_str_set(&value, "GET, POST, OPTIONS");
+    ngx_str_set(&value, "GET, POST, DELETE, OPTIONS");
 
     if (ngx_http_signalr_add_header(r, "Allow", &value) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;

@@ -32,7 +32,7 @@ typedef struct {
     ngx_queue_t                   queue;
     ngx_msec_t                    expires;
     ngx_pid_t                     pid;      /* attaching worker */
-    ngx_uint_t                    attached;
+    ngx_uint_t                    attached; /* its SR_TRANSPORT_*, or 0 */
     size_t                        id_len;
     size_t                        user_len;
     u_char                        data[1];  /* token, id, user */
@@ -184,14 +184,18 @@ ngx_http_signalr_registry_add(ngx_shm_zone_t *zone, ngx_str_t *token,
 
 
 /*
- * Marks a negotiated connection attached to this worker and copies its
- * connection id (NUL-terminated) to id. NGX_OK, or one of the
- * NGX_HTTP_SIGNALR_REG_* reasons to refuse the WebSocket.
+ * Marks a negotiated connection attached to this worker with transport
+ * kind and copies its connection id (NUL-terminated) to id. NGX_OK, or
+ * one of the NGX_HTTP_SIGNALR_REG_* reasons not to: REG_ATTACHED sets
+ * *owner and *owner_kind (when not NULL) to the worker and transport
+ * that hold it. A kind of 0 only looks: REG_NOT_YET when the connection
+ * is negotiated but not attached. The id is copied for both.
  */
 
 ngx_int_t
 ngx_http_signalr_registry_attach(ngx_shm_zone_t *zone, ngx_str_t *token,
-    ngx_str_t *user, u_char *id, size_t id_size)
+    ngx_str_t *user, u_char *id, size_t id_size, ngx_uint_t kind,
+    ngx_pid_t *owner, ngx_uint_t *owner_kind)
 {
     u_char                            *p;
     ngx_int_t                          rc;
@@ -209,12 +213,9 @@ ngx_http_signalr_registry_attach(ngx_shm_zone_t *zone, ngx_str_t *token,
         goto done;
     }
 
-    if (rn->attached) {
-        rc = NGX_HTTP_SIGNALR_REG_ATTACHED;
-        goto done;
-    }
-
-    if ((ngx_msec_int_t) (rn->expires - ngx_current_msec) < 0) {
+    if (!rn->attached
+        && (ngx_msec_int_t) (rn->expires - ngx_current_msec) < 0)
+    {
         ngx_http_signalr_registry_delete(ctx, rn);
         rc = NGX_HTTP_SIGNALR_REG_UNKNOWN;
         goto done;
@@ -237,7 +238,25 @@ ngx_http_signalr_registry_attach(ngx_shm_zone_t *zone, ngx_str_t *token,
     ngx_memcpy(id, rn->data + rn->sn.str.len, rn->id_len);
     id[rn->id_len] = '\0';
 
-    rn->attached = 1;
+    if (rn->attached) {
+        if (owner) {
+            *owner = rn->pid;
+        }
+
+        if (owner_kind) {
+            *owner_kind = rn->attached;
+        }
+
+        rc = NGX_HTTP_SIGNALR_REG_ATTACHED;
+        goto done;
+    }
+
+    if (kind == 0) {
+        rc = NGX_HTTP_SIGNALR_REG_NOT_YET;
+        goto done;
+    }
+
+    rn->attached = kind;
     rn->pid = ngx_pid;
 
     ngx_queue_remove(&rn->queue);

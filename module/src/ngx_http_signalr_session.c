@@ -1,8 +1,11 @@
 /*
- * The SignalR session on top of a WebSocket: the handshake, hub message
- * routing between the client and the daemon link, keep-alive and client
- * timeout, and the invocations a client still waits on, so that they
- * can be answered when the daemon goes away.
+ * The SignalR session, whatever the transport under it (WebSockets,
+ * Server-Sent Events or Long Polling, see docs/transports.md): the
+ * handshake, hub message routing between the client and the daemon
+ * link, keep-alive and client timeout, and the invocations a client
+ * still waits on, so that they can be answered when the daemon goes
+ * away. It hands framed hub messages to s->transport and never touches
+ * a socket itself.
  *
  * Every session of the worker is in one tree by connection id (for what
  * the daemon sends) and one queue (for link state changes).
@@ -88,10 +91,6 @@ static sr_buf_t           ngx_http_signalr_scratch;
 static sr_buf_t           ngx_http_signalr_ping[SR_PROTOCOL_COUNT];
 
 
-#define ngx_http_signalr_opcode(s)                                           \
-    ((s)->protocol == SR_PROTOCOL_MSGPACK ? SR_WS_OP_BINARY : SR_WS_OP_TEXT)
-
-
 void
 ngx_http_signalr_sessions_init(void)
 {
@@ -118,10 +117,6 @@ ngx_http_signalr_sessions_exit(void)
 ngx_int_t
 ngx_http_signalr_session_init(ngx_http_signalr_session_t *s)
 {
-    ngx_connection_t  *c;
-
-    c = s->connection;
-
     s->node.str.data = s->id;
     s->node.str.len = ngx_strlen(s->id);
     s->node.node.key = ngx_crc32_short(s->id, s->node.str.len);
@@ -137,7 +132,7 @@ ngx_http_signalr_session_init(ngx_http_signalr_session_t *s)
 
     s->timer.handler = ngx_http_signalr_session_timer;
     s->timer.data = s;
-    s->timer.log = c->log;
+    s->timer.log = s->log;
     s->timer.cancelable = 1;
 
     s->last_recv = ngx_current_msec;
@@ -174,7 +169,7 @@ ngx_http_signalr_session_cleanup(void *data)
 
     ngx_str_t  token;
 
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, s->connection->log, 0,
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, s->log, 0,
                    "signalr connection \"%s\" cleanup", s->id);
 
     if (s->timer.timer_set) {
@@ -310,10 +305,10 @@ ngx_http_signalr_session_process(ngx_http_signalr_session_t *s,
         }
 
         if (rc == SR_ERR_TOO_LARGE) {
-            ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+            ngx_log_error(NGX_LOG_INFO, s->log, 0,
                           "signalr connection \"%s\": hub message over "
                           "signalr_max_message_size", s->id);
-            ngx_http_signalr_ws_close(s, SR_WS_CLOSE_TOO_BIG, NULL);
+            s->transport->close(s, SR_WS_CLOSE_TOO_BIG, NULL);
             return NGX_ERROR;
         }
 
@@ -373,6 +368,15 @@ ngx_http_signalr_session_handshake(ngx_http_signalr_session_t *s,
         return NGX_ERROR;
     }
 
+    /* SSE carries text: a binary protocol cannot travel on it */
+    if (req.protocol == SR_PROTOCOL_MSGPACK && !s->transport->binary) {
+        ngx_http_signalr_session_handshake_fail(s,
+                                                "The 'messagepack' protocol "
+                                                "needs a binary transport.",
+                                                SR_WS_CLOSE_NORMAL);
+        return NGX_ERROR;
+    }
+
     ngx_http_signalr_session_accept(s, &req);
 
     return NGX_OK;
@@ -394,13 +398,12 @@ ngx_http_signalr_session_accept(ngx_http_signalr_session_t *s,
     sr_buf_init(&b);
 
     if (sr_handshake_write_response(&b, NULL) == SR_OK) {
-        (void) ngx_http_signalr_ws_send(s, ngx_http_signalr_opcode(s),
-                                        b.data, b.len, 0);
+        (void) ngx_http_signalr_session_send(s, b.data, b.len, 0);
     }
 
     sr_buf_free(&b);
 
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, s->connection->log, 0,
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, s->log, 0,
                    "signalr connection \"%s\": handshake, protocol %s",
                    s->id, sr_protocol_name(s->protocol));
 
@@ -424,19 +427,19 @@ ngx_http_signalr_session_handshake_fail(ngx_http_signalr_session_t *s,
 {
     sr_buf_t  b;
 
-    ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+    ngx_log_error(NGX_LOG_INFO, s->log, 0,
                   "signalr connection \"%s\": handshake refused: %s",
                   s->id, error);
 
     sr_buf_init(&b);
 
     if (sr_handshake_write_response(&b, error) == SR_OK) {
-        (void) ngx_http_signalr_ws_send(s, SR_WS_OP_TEXT, b.data, b.len, 1);
+        (void) ngx_http_signalr_session_send(s, b.data, b.len, 1);
     }
 
     sr_buf_free(&b);
 
-    ngx_http_signalr_ws_close(s, code, NULL);
+    s->transport->close(s, code, NULL);
 }
 
 
@@ -467,10 +470,10 @@ ngx_http_signalr_session_payload(ngx_http_signalr_session_t *s,
     }
 
     if (rc == SR_ERR_TOO_LARGE) {
-        ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+        ngx_log_error(NGX_LOG_INFO, s->log, 0,
                       "signalr connection \"%s\": hub message over a "
                       "limit: %s", s->id, err.str);
-        ngx_http_signalr_ws_close(s, SR_WS_CLOSE_TOO_BIG, NULL);
+        s->transport->close(s, SR_WS_CLOSE_TOO_BIG, NULL);
         return;
     }
 
@@ -485,7 +488,7 @@ ngx_http_signalr_session_payload(ngx_http_signalr_session_t *s,
                ? ngx_http_signalr_msgpack_type(payload, len) : -1;
 
         if (type < SR_MSG_INVOCATION || type > SR_MSG_SEQUENCE) {
-            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, s->connection->log, 0,
+            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, s->log, 0,
                            "signalr connection \"%s\": unknown message "
                            "type ignored", s->id);
             return;
@@ -506,10 +509,10 @@ ngx_http_signalr_session_route(ngx_http_signalr_session_t *s,
         return;
 
     case SR_MSG_CLOSE:
-        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, s->connection->log, 0,
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, s->log, 0,
                        "signalr connection \"%s\": client sent close",
                        s->id);
-        ngx_http_signalr_ws_close(s, SR_WS_CLOSE_NORMAL, NULL);
+        s->transport->close(s, SR_WS_CLOSE_NORMAL, NULL);
         return;
 
     case SR_MSG_ACK:
@@ -610,7 +613,7 @@ ngx_http_signalr_session_forward(ngx_http_signalr_session_t *s,
                                   &ngx_http_signalr_scratch, &err)
         != SR_OK)
     {
-        ngx_log_error(NGX_LOG_ERR, s->connection->log, 0,
+        ngx_log_error(NGX_LOG_ERR, s->log, 0,
                       "signalr connection \"%s\": "
                       "sr_message_encode_payload() failed: %s",
                       s->id, err.str);
@@ -638,7 +641,7 @@ ngx_http_signalr_session_bad_message(ngx_http_signalr_session_t *s,
 {
     u_char  text[SR_ERRSTR_SIZE + 64];
 
-    ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+    ngx_log_error(NGX_LOG_INFO, s->log, 0,
                   "signalr connection \"%s\": bad hub message: %s",
                   s->id, reason);
 
@@ -677,21 +680,20 @@ ngx_http_signalr_session_end(ngx_http_signalr_session_t *s,
         sr_buf_init(&b);
 
         if (sr_message_encode(s->protocol, &msg, &b, &err) == SR_OK) {
-            (void) ngx_http_signalr_ws_send(s, ngx_http_signalr_opcode(s),
-                                            b.data, b.len, 1);
+            (void) ngx_http_signalr_session_send(s, b.data, b.len, 1);
         }
 
         sr_buf_free(&b);
     }
 
-    ngx_http_signalr_ws_close(s, code, NULL);
+    s->transport->close(s, code, NULL);
 }
 
 
 void
 ngx_http_signalr_session_shutdown(ngx_http_signalr_session_t *s)
 {
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, s->connection->log, 0,
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, s->log, 0,
                    "signalr connection \"%s\": shutting down", s->id);
 
     ngx_http_signalr_session_end(s, NULL, 1, SR_WS_CLOSE_GOING_AWAY);
@@ -701,7 +703,7 @@ ngx_http_signalr_session_shutdown(ngx_http_signalr_session_t *s)
 void
 ngx_http_signalr_session_overflow(ngx_http_signalr_session_t *s)
 {
-    ngx_log_error(NGX_LOG_WARN, s->connection->log, 0,
+    ngx_log_error(NGX_LOG_WARN, s->log, 0,
                   "signalr connection \"%s\": send queue is full "
                   "(%uz bytes), closing", s->id, s->out.len - s->out_pos);
 
@@ -728,15 +730,14 @@ ngx_http_signalr_session_complete_error(ngx_http_signalr_session_t *s,
     if (sr_message_encode(s->protocol, &msg, &ngx_http_signalr_scratch, &err)
         != SR_OK)
     {
-        ngx_log_error(NGX_LOG_ALERT, s->connection->log, 0,
+        ngx_log_error(NGX_LOG_ALERT, s->log, 0,
                       "signalr connection \"%s\": "
                       "sr_message_encode() failed: %s", s->id, err.str);
         return;
     }
 
-    (void) ngx_http_signalr_ws_send(s, ngx_http_signalr_opcode(s),
-                                    ngx_http_signalr_scratch.data,
-                                    ngx_http_signalr_scratch.len, 0);
+    (void) ngx_http_signalr_session_send(s, ngx_http_signalr_scratch.data,
+                                         ngx_http_signalr_scratch.len, 0);
 }
 
 
@@ -763,9 +764,8 @@ ngx_http_signalr_session_send_ack(ngx_http_signalr_session_t *s)
         return;
     }
 
-    if (ngx_http_signalr_ws_send(s, ngx_http_signalr_opcode(s),
-                                 ngx_http_signalr_scratch.data,
-                                 ngx_http_signalr_scratch.len, 0)
+    if (ngx_http_signalr_session_send(s, ngx_http_signalr_scratch.data,
+                                      ngx_http_signalr_scratch.len, 0)
         == NGX_OK)
     {
         s->acked = s->received;
@@ -790,8 +790,7 @@ ngx_http_signalr_session_send_ping(ngx_http_signalr_session_t *s)
         }
     }
 
-    (void) ngx_http_signalr_ws_send(s, ngx_http_signalr_opcode(s),
-                                    ping->data, ping->len, 0);
+    (void) ngx_http_signalr_session_send(s, ping->data, ping->len, 0);
 }
 
 
@@ -807,17 +806,17 @@ ngx_http_signalr_session_timer(ngx_event_t *ev)
     }
 
     if (!s->handshaken) {
-        ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+        ngx_log_error(NGX_LOG_INFO, s->log, 0,
                       "signalr connection \"%s\": handshake timed out",
                       s->id);
-        ngx_http_signalr_ws_close(s, SR_WS_CLOSE_POLICY, "handshake timeout");
+        s->transport->close(s, SR_WS_CLOSE_POLICY, "handshake timeout");
         return;
     }
 
     now = ngx_current_msec;
 
     if (now - s->last_recv >= s->conf->client_timeout) {
-        ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+        ngx_log_error(NGX_LOG_INFO, s->log, 0,
                       "signalr connection \"%s\": client timed out",
                       s->id);
         ngx_http_signalr_session_end(s, NGX_HTTP_SIGNALR_TIMEOUT_ERROR, 0,
@@ -877,7 +876,7 @@ ngx_http_signalr_pending_add(ngx_http_signalr_session_t *s, const char *id,
 
     len = offsetof(ngx_http_signalr_pending_t, data) + key.len + 1;
 
-    p = ngx_alloc(len, s->connection->log);
+    p = ngx_alloc(len, s->log);
     if (p == NULL) {
         return NGX_ERROR;
     }
@@ -1066,7 +1065,7 @@ ngx_http_signalr_session_close_by_daemon(ngx_str_t *id, const char *error,
         return;
     }
 
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, s->connection->log, 0,
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, s->log, 0,
                    "signalr connection \"%s\": closed by the daemon", s->id);
 
     ngx_http_signalr_session_end(s, error, allow_reconnect,
@@ -1110,13 +1109,12 @@ ngx_http_signalr_outgoing_send(ngx_http_signalr_session_t *s,
     }
 
     framed = ngx_http_signalr_outgoing_framed(o, s->protocol,
-                                              s->connection->log);
+                                              s->log);
     if (framed == NULL) {
         return;
     }
 
-    (void) ngx_http_signalr_ws_send(s, ngx_http_signalr_opcode(s),
-                                    framed->data, framed->len, 0);
+    (void) ngx_http_signalr_session_send(s, framed->data, framed->len, 0);
 }
 
 

@@ -1,7 +1,8 @@
 /*
  * The WebSocket transport: the upgrade request, the 101 answer, and
  * RFC 6455 I/O on the connection afterwards (frames in through
- * sr_ws_parser, a bounded queue of frames out, the close handshake).
+ * sr_ws_parser, a bounded queue of frames out, the close handshake),
+ * offered to the session as ngx_http_signalr_ws_transport.
  *
  * After the 101 answer the request stays alive (r->main->count) but no
  * nginx filter sees the connection again: its read and write events are
@@ -23,8 +24,6 @@ static ngx_int_t ngx_http_signalr_ws_check(ngx_http_request_t *r,
     const char **detail, char *accept);
 static ngx_int_t ngx_http_signalr_ws_attach(ngx_http_request_t *r,
     ngx_http_signalr_session_t *s, const char **detail);
-static ngx_int_t ngx_http_signalr_ws_identity(ngx_http_request_t *r,
-    ngx_http_signalr_session_t *s, ngx_http_signalr_ctx_t *ctx);
 static ngx_int_t ngx_http_signalr_ws_upgrade(ngx_http_request_t *r,
     ngx_http_signalr_session_t *s, const char *accept);
 static void ngx_http_signalr_ws_read_handler(ngx_event_t *rev);
@@ -37,6 +36,20 @@ static ngx_int_t ngx_http_signalr_ws_event(ngx_http_signalr_session_t *s,
     sr_ws_event_t *ev);
 static ngx_int_t ngx_http_signalr_ws_flush(ngx_http_signalr_session_t *s);
 static void ngx_http_signalr_ws_post_write(ngx_http_signalr_session_t *s);
+static ngx_int_t ngx_http_signalr_ws_send_message(
+    ngx_http_signalr_session_t *s, const u_char *data, size_t len,
+    ngx_uint_t force);
+static void ngx_http_signalr_ws_drop(ngx_http_signalr_session_t *s);
+
+
+const ngx_http_signalr_transport_t  ngx_http_signalr_ws_transport = {
+    ngx_string("WebSockets"),
+    SR_TRANSPORT_WEBSOCKETS,
+    1,
+    ngx_http_signalr_ws_send_message,
+    ngx_http_signalr_ws_close,
+    ngx_http_signalr_ws_drop
+};
 
 
 static u_char  ngx_http_signalr_ws_buffer[16384];
@@ -73,8 +86,10 @@ ngx_http_signalr_websocket_handler(ngx_http_request_t *r)
 
     cln->handler = ngx_http_signalr_session_cleanup;
 
+    s->transport = &ngx_http_signalr_ws_transport;
     s->request = r;
     s->connection = r->connection;
+    s->log = r->connection->log;
     s->conf = ngx_http_get_module_loc_conf(r, ngx_http_signalr_module);
 
     /*
@@ -126,7 +141,7 @@ ngx_http_signalr_ws_check(ngx_http_request_t *r, const char **detail,
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        *detail = "only the WebSockets transport is available";
+        *detail = "a WebSocket upgrade takes GET";
         return NGX_HTTP_NOT_ALLOWED;
     }
 
@@ -203,7 +218,9 @@ ngx_http_signalr_ws_attach(ngx_http_request_t *r,
     *detail = "internal error";
 
     ctx = ngx_http_signalr_get_ctx(r);
-    if (ctx == NULL || ngx_http_signalr_ws_identity(r, s, ctx) != NGX_OK) {
+    if (ctx == NULL
+        || ngx_http_signalr_session_identity(s, ctx, r->pool) != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -225,7 +242,9 @@ ngx_http_signalr_ws_attach(ngx_http_request_t *r,
     }
 
     rc = ngx_http_signalr_registry_attach(smcf->registry_zone, &token,
-                                          &s->user, s->id, sizeof(s->id));
+                                          &s->user, s->id, sizeof(s->id),
+                                          SR_TRANSPORT_WEBSOCKETS, NULL,
+                                          NULL);
 
     switch (rc) {
 
@@ -254,33 +273,6 @@ found:
     ctx->session = s;
     ctx->connection_id.data = s->id;
     ctx->connection_id.len = ngx_strlen(s->id);
-
-    return NGX_OK;
-}
-
-
-/* the session keeps its own NUL-terminated user and claims reference */
-
-static ngx_int_t
-ngx_http_signalr_ws_identity(ngx_http_request_t *r,
-    ngx_http_signalr_session_t *s, ngx_http_signalr_ctx_t *ctx)
-{
-    if (!ctx->authenticated || ctx->user.len == 0) {
-        return NGX_OK;
-    }
-
-    s->user.data = ngx_pnalloc(r->pool, ctx->user.len + 1);
-    if (s->user.data == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(s->user.data, ctx->user.data, ctx->user.len);
-    s->user.data[ctx->user.len] = '\0';
-    s->user.len = ctx->user.len;
-
-    if (ctx->claims) {
-        s->claims = json_incref(ctx->claims);
-    }
 
     return NGX_OK;
 }
@@ -768,6 +760,31 @@ ngx_http_signalr_ws_flush(ngx_http_signalr_session_t *s)
     }
 
     return NGX_OK;
+}
+
+
+/* the session's messages: text frames for JSON, binary for MessagePack */
+
+static ngx_int_t
+ngx_http_signalr_ws_send_message(ngx_http_signalr_session_t *s,
+    const u_char *data, size_t len, ngx_uint_t force)
+{
+    int  opcode;
+
+    opcode = (s->protocol == SR_PROTOCOL_MSGPACK) ? SR_WS_OP_BINARY
+                                                  : SR_WS_OP_TEXT;
+
+    return ngx_http_signalr_ws_send(s, opcode, data, len, force);
+}
+
+
+/* the write handler finalizes a failed session */
+
+static void
+ngx_http_signalr_ws_drop(ngx_http_signalr_session_t *s)
+{
+    s->failed = 1;
+    ngx_http_signalr_ws_post_write(s);
 }
 
 

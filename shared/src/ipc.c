@@ -851,3 +851,63 @@ sr_ipc_multicast_next(sr_ipc_id_iter_t *ids, const char **id,
 
     return 1;
 }
+
+
+int
+sr_ipc_relay_write(sr_buf_t *out, sr_ipc_type_t type, const char *conn_id,
+    size_t conn_id_len, const sr_ipc_relay_t *relay, sr_error_t *err)
+{
+    int             rc;
+    size_t          offset;
+    unsigned char   head[SR_IPC_RELAY_HEADER];
+
+    if ((type != SR_IPC_FORWARD && type != SR_IPC_FORWARDED)
+        || conn_id_len == 0)
+    {
+        return sr_error_set(err, SR_ERR_INVALID,
+                            "relay frame of type %d or without an id",
+                            (int) type);
+    }
+
+    rc = sr_ipc_begin(out, type, conn_id, conn_id_len, &offset, err);
+    if (rc != SR_OK) {
+        return rc;
+    }
+
+    sr_ipc_put32(head, relay->pid);
+    sr_ipc_put32(head + 4, relay->seq);
+    head[8] = (unsigned char) (relay->code >> 8);
+    head[9] = (unsigned char) relay->code;
+    head[10] = relay->flags;
+
+    if (sr_buf_append(out, head, sizeof(head)) != SR_OK
+        || (relay->data_len
+            && sr_buf_append(out, relay->data, relay->data_len) != SR_OK))
+    {
+        out->len = offset;
+        return sr_error_set(err, SR_ERR_NOMEM, "out of memory for a frame");
+    }
+
+    return sr_ipc_end(out, offset, err);
+}
+
+
+int
+sr_ipc_relay_parse(const unsigned char *body, size_t len,
+    sr_ipc_relay_t *relay, sr_error_t *err)
+{
+    if (len < SR_IPC_RELAY_HEADER) {
+        return sr_error_set(err, SR_ERR_PROTOCOL,
+                            "relay body of %zu bytes is shorter than its "
+                            "header", len);
+    }
+
+    relay->pid = sr_ipc_get32(body);
+    relay->seq = sr_ipc_get32(body + 4);
+    relay->code = (uint16_t) (body[8] << 8 | body[9]);
+    relay->flags = body[10];
+    relay->data = body + SR_IPC_RELAY_HEADER;
+    relay->data_len = len - SR_IPC_RELAY_HEADER;
+
+    return SR_OK;
+}

@@ -37,7 +37,7 @@ test_every_frame_type_round_trips(void **state)
     sr_buf_t        buf;
     int             type;
 
-    for (type = SR_IPC_HELLO; type <= SR_IPC_PONG; type++) {
+    for (type = SR_IPC_HELLO; type <= SR_IPC_FORWARDED; type++) {
         sr_buf_init(&buf);
 
         assert_int_equal(sr_ipc_write(&buf, (sr_ipc_type_t) type,
@@ -568,6 +568,81 @@ test_multicast_lying_lists_are_refused(void **state)
 }
 
 
+static void
+test_relay_round_trip_keeps_every_field(void **state)
+{
+    sr_ipc_relay_t  in, out;
+    sr_ipc_frame_t  frame;
+    sr_error_t      err;
+    sr_buf_t        buf;
+
+    in.pid = 0x01020304;
+    in.seq = 0xfffffffe;
+    in.code = 404;
+    in.flags = SR_IPC_FORWARDED_BINARY;
+    in.data = (const unsigned char *) "\x1e{}";
+    in.data_len = 3;
+
+    sr_buf_init(&buf);
+    assert_int_equal(sr_ipc_relay_write(&buf, SR_IPC_FORWARDED, "c9", 2, &in,
+                                        &err), SR_OK);
+    assert_int_equal(buf.len, SR_IPC_HEADER_SIZE + 2
+                              + SR_IPC_RELAY_HEADER + 3);
+
+    parse_one(&buf, &frame);
+    assert_int_equal(frame.type, SR_IPC_FORWARDED);
+    assert_memory_equal(frame.conn_id, "c9", 2);
+
+    /* the layout of docs/ipc.md: pid, seq, code, flags, data */
+    assert_memory_equal(frame.body, "\x01\x02\x03\x04\xff\xff\xff\xfe"
+                                    "\x01\x94\x01", SR_IPC_RELAY_HEADER);
+
+    assert_int_equal(sr_ipc_relay_parse(frame.body, frame.body_len, &out,
+                                        &err), SR_OK);
+    assert_int_equal(out.pid, in.pid);
+    assert_int_equal(out.seq, in.seq);
+    assert_int_equal(out.code, 404);
+    assert_int_equal(out.flags, SR_IPC_FORWARDED_BINARY);
+    assert_int_equal(out.data_len, 3);
+    assert_memory_equal(out.data, "\x1e{}", 3);
+
+    sr_buf_free(&buf);
+}
+
+
+static void
+test_relay_refuses_short_bodies_and_misuse(void **state)
+{
+    static const unsigned char  short_body[] = { 0, 0, 0, 1, 0, 0, 0, 2, 0 };
+    sr_ipc_relay_t              relay;
+    sr_error_t                  err;
+    sr_buf_t                    buf;
+
+    assert_int_equal(sr_ipc_relay_parse(short_body, sizeof(short_body),
+                                        &relay, &err), SR_ERR_PROTOCOL);
+
+    memset(&relay, 0, sizeof(relay));
+    relay.code = SR_IPC_FORWARD_POLL;
+
+    sr_buf_init(&buf);
+    assert_int_equal(sr_ipc_relay_write(&buf, SR_IPC_SEND, "c1", 2, &relay,
+                                        &err), SR_ERR_INVALID);
+    assert_int_equal(sr_ipc_relay_write(&buf, SR_IPC_FORWARD, NULL, 0,
+                                        &relay, &err), SR_ERR_INVALID);
+    assert_int_equal(buf.len, 0);
+
+    /* an empty body after the header is a valid poll */
+    assert_int_equal(sr_ipc_relay_write(&buf, SR_IPC_FORWARD, "c1", 2,
+                                        &relay, &err), SR_OK);
+    assert_int_equal(sr_ipc_relay_parse(buf.data + SR_IPC_HEADER_SIZE + 2,
+                                        buf.len - SR_IPC_HEADER_SIZE - 2,
+                                        &relay, &err), SR_OK);
+    assert_int_equal(relay.code, SR_IPC_FORWARD_POLL);
+    assert_int_equal(relay.data_len, 0);
+    sr_buf_free(&buf);
+}
+
+
 int
 main(void)
 {
@@ -586,6 +661,8 @@ main(void)
         cmocka_unit_test(test_close_round_trip),
         cmocka_unit_test(test_multicast_round_trip),
         cmocka_unit_test(test_multicast_lying_lists_are_refused),
+        cmocka_unit_test(test_relay_round_trip_keeps_every_field),
+        cmocka_unit_test(test_relay_refuses_short_bodies_and_misuse),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

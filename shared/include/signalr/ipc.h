@@ -46,7 +46,9 @@ typedef enum {
     SR_IPC_MULTICAST = 6,   /* daemon: one hub message, many connections */
     SR_IPC_CLOSE = 7,       /* daemon: end a connection */
     SR_IPC_PING = 8,        /* both ways, link liveness */
-    SR_IPC_PONG = 9
+    SR_IPC_PONG = 9,
+    SR_IPC_FORWARD = 10,    /* worker to worker through the daemon */
+    SR_IPC_FORWARDED = 11   /* the answer to a FORWARD, the same way */
 } sr_ipc_type_t;
 
 /* A parsed frame; conn_id and body point into the input buffer. */
@@ -157,6 +159,45 @@ int sr_ipc_multicast_parse(const unsigned char *body, size_t len,
 /* Returns 1 and sets *id, *id_len while ids remain, then 0. */
 int sr_ipc_multicast_next(sr_ipc_id_iter_t *ids, const char **id,
     size_t *id_len);
+
+/*
+ * FORWARD and FORWARDED: an HTTP request of a connection that reached a
+ * worker other than the one holding the connection, and its answer,
+ * relayed by the daemon (docs/transports.md). Body, integers big-endian:
+ *
+ *   u32  pid     sent by a worker: the worker to deliver to; delivered
+ *                by the daemon: the worker it came from
+ *   u32  seq     chosen by the asking worker, copied into the answer
+ *   u16  code    FORWARD: SR_IPC_FORWARD_*; FORWARDED: an HTTP status
+ *   u8   flags   FORWARDED: SR_IPC_FORWARDED_BINARY; else 0
+ *   ...  data    FORWARD: the request body; FORWARDED: the answer body
+ *
+ * The frame's connection id is the connection's. sr_ipc_relay_write()
+ * appends a whole frame (SR_ERR_INVALID for another type or no id);
+ * sr_ipc_relay_parse() points relay->data into body.
+ */
+#define SR_IPC_RELAY_HEADER       11
+
+#define SR_IPC_FORWARD_SEND       1     /* HTTP POST: hub messages */
+#define SR_IPC_FORWARD_POLL       2     /* a long poll */
+#define SR_IPC_FORWARD_DELETE     3     /* HTTP DELETE: end it */
+
+#define SR_IPC_FORWARDED_BINARY   0x01
+
+typedef struct {
+    uint32_t              pid;
+    uint32_t              seq;
+    uint16_t              code;
+    uint8_t               flags;
+    const unsigned char  *data;
+    size_t                data_len;
+} sr_ipc_relay_t;
+
+int sr_ipc_relay_write(sr_buf_t *out, sr_ipc_type_t type,
+    const char *conn_id, size_t conn_id_len, const sr_ipc_relay_t *relay,
+    sr_error_t *err);
+int sr_ipc_relay_parse(const unsigned char *body, size_t len,
+    sr_ipc_relay_t *relay, sr_error_t *err);
 
 #ifdef __cplusplus
 }

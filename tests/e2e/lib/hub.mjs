@@ -29,15 +29,19 @@ export class ClientLog {
 
 // options: protocol 'json' | 'messagepack'; token (string) or
 // tokenFactory; reconnectDelays (array of ms) for withAutomaticReconnect;
-// statefulReconnect for withStatefulReconnect; skipNegotiation.
+// statefulReconnect for withStatefulReconnect; skipNegotiation;
+// transport (a signalR.HttpTransportType, or null to let the client
+// choose; WebSockets by default); path (the hub location).
 export function buildConnection(stack, options = {}) {
     const protocol = options.protocol ?? 'json';
     const tokenFactory = options.tokenFactory ?? (() => options.token);
     const logger = new ClientLog(`client/${protocol}`);
+    const transport = options.transport === undefined
+        ? signalR.HttpTransportType.WebSockets : options.transport;
 
     let builder = new signalR.HubConnectionBuilder()
-        .withUrl(`${stack.url}${HUB_PATH}`, {
-            transport: signalR.HttpTransportType.WebSockets,
+        .withUrl(`${stack.url}${options.path ?? HUB_PATH}`, {
+            ...(transport === null ? {} : { transport }),
             skipNegotiation: Boolean(options.skipNegotiation),
             accessTokenFactory: tokenFactory,
             logger,
