@@ -83,7 +83,8 @@ ChatScenario::ChatScenario(WorkerContext &ctx)
                                             % ctx.opts.source_addrs.size()];
         }
         convs_[i].rest = std::make_unique<HttpClient>(ctx.loop,
-                                                      ctx.opts.addr, source);
+                                                      ctx.opts.rest_addr,
+                                                      source);
     }
 }
 
@@ -130,7 +131,7 @@ ChatScenario::post_chat(size_t i)
     c.post_ns = monotonic_ns();
 
     c.rest->send(
-        http_request("POST", "/api/v1/chats", ctx_.opts.host_header,
+        http_request("POST", "/api/v1/chats", ctx_.opts.rest_host_header,
                      {"Authorization: Bearer " + hub(i).token(),
                       "Content-Type: application/json"},
                      text),

@@ -17,11 +17,12 @@ enum OptionId {
     kWarmup, kHold, kTimeout, kTokenRate, kKeepalive, kInflight,
     kSetupConcurrency, kTarget, kPrompt, kUserPrefix, kUserOffset,
     kSignalrctl, kDevKey, kSkipNegotiate, kJson, kOutput, kPids,
-    kNginxMaster, kDaemonPid, kLabel, kHelp
+    kNginxMaster, kDaemonPid, kLabel, kRestUrl, kHelp
 };
 
 const struct option  kLongOptions[] = {
     {"url", required_argument, nullptr, kUrl},
+    {"rest-url", required_argument, nullptr, kRestUrl},
     {"hub", required_argument, nullptr, kHub},
     {"protocol", required_argument, nullptr, kProtocol},
     {"connections", required_argument, nullptr, kConnections},
@@ -100,17 +101,20 @@ parse_seconds(const char *name, const char *s, double min, double *out)
 }
 
 
+// Parses flag's http://IPv4:PORT url into addr and the Host header.
 Status
-parse_url(Options *opts)
+parse_http_url(const char *flag, const std::string &url, sockaddr_in *addr,
+    std::string *host_header)
 {
     std::string  rest, host, port = "80";
     size_t       colon, slash;
 
-    if (opts->url.rfind("http://", 0) != 0) {
-        return Status::Error("--url: only http:// URLs are supported");
+    if (url.rfind("http://", 0) != 0) {
+        return Status::Error(std::string(flag)
+                             + ": only http:// URLs are supported");
     }
 
-    rest = opts->url.substr(7);
+    rest = url.substr(7);
     slash = rest.find('/');
     if (slash != std::string::npos) {
         rest = rest.substr(0, slash);
@@ -122,17 +126,35 @@ parse_url(Options *opts)
         port = rest.substr(colon + 1);
     }
 
-    opts->addr.sin_family = AF_INET;
-    opts->addr.sin_port = htons(uint16_t(atoi(port.c_str())));
-    if (inet_pton(AF_INET, host.c_str(), &opts->addr.sin_addr) != 1
+    addr->sin_family = AF_INET;
+    addr->sin_port = htons(uint16_t(atoi(port.c_str())));
+    if (inet_pton(AF_INET, host.c_str(), &addr->sin_addr) != 1
         || atoi(port.c_str()) <= 0 || atoi(port.c_str()) > 65535)
     {
-        return Status::Error("--url: \"" + opts->url
+        return Status::Error(std::string(flag) + ": \"" + url
                              + "\" needs a numeric IPv4 address and port");
     }
 
-    opts->host_header = rest;
+    *host_header = rest;
     return Status::Ok();
+}
+
+
+Status
+parse_url(Options *opts)
+{
+    Status  s = parse_http_url("--url", opts->url, &opts->addr,
+                               &opts->host_header);
+    if (!s.ok()) {
+        return s;
+    }
+    if (opts->rest_url.empty()) {
+        opts->rest_addr = opts->addr;
+        opts->rest_host_header = opts->host_header;
+        return Status::Ok();
+    }
+    return parse_http_url("--rest-url", opts->rest_url, &opts->rest_addr,
+                          &opts->rest_host_header);
 }
 
 
@@ -215,6 +237,7 @@ apply_option(int id, const char *arg, Options *o)
 {
     switch (id) {
     case kUrl:           o->url = arg; break;
+    case kRestUrl:       o->rest_url = arg; break;
     case kHub:           o->hub_path = arg; break;
     case kSource:        o->sources = split_list(arg); break;
     case kTarget:        o->target = arg; break;
@@ -363,6 +386,8 @@ usage_text()
 "\n"
 "  --url URL              the edge, http://IPv4:PORT "
 "(http://127.0.0.1:8080)\n"
+"  --rest-url URL         chat: POST the chats to this edge instead,\n"
+"                         so replies stream across instances\n"
 "  --hub PATH             hub path (/api/v1/chats/stream)\n"
 "  --protocol P           json or messagepack (json)\n"
 "  --connections N        connections; for chat, conversations\n"

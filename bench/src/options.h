@@ -18,6 +18,7 @@ namespace bench {
 struct Options {
     std::string               scenario;          // chat, invoke, idle
     std::string               url = "http://127.0.0.1:8080";
+    std::string               rest_url;          // chat: "" is url
     std::string               hub_path = "/api/v1/chats/stream";
     sr_protocol_t             protocol = SR_PROTOCOL_JSON;
     size_t                    connections = 0;   // 0: the scenario's
@@ -48,6 +49,8 @@ struct Options {
     // Derived by parse_options().
     sockaddr_in               addr {};
     std::string               host_header;
+    sockaddr_in               rest_addr {};
+    std::string               rest_host_header;
     std::vector<sockaddr_in>  source_addrs;
 };
 

@@ -294,20 +294,23 @@ asio::awaitable<HttpResponse> ChatApi::cancel(const std::string &user, const std
         co_return not_found();
     }
     if (!runner_.cancel(id) && s->reply_running) {
-        // TODO(docs/operations.md): a reply running on another instance is not cancelled
-        // until cancellation travels over the Redis backplane
-        log_info("conversation %s: cancel for a reply running elsewhere", id.c_str());
+        // the instance named in the lease hears it on its channel (docs/backplane.md)
+        Result<bool> told = co_await store_.request_cancel(id);
+        if (!told.is_ok()) {
+            co_return store_failure(told.status());
+        }
     }
     co_return HttpResponse::empty(204);
 }
 
 HttpResponse ChatApi::health() const
 {
-    bool up = redis_.connected();
+    bool redis_up = redis_.connected();
+    bool up = redis_up && (!readiness_ || readiness_());
     Json body = Json::object();
 
     json_set_string(body.get(), "status", up ? "ok" : "degraded");
-    json_set_string(body.get(), "redis", up ? "up" : "down");
+    json_set_string(body.get(), "redis", redis_up ? "up" : "down");
     json_set_string(body.get(), "version", SIGNALRD_VERSION);
     if (health_details_) {
         health_details_(body.get());

@@ -37,6 +37,8 @@ public:
     // Enables GET /dev/token with this HS256 secret.
     void enable_dev_tokens(std::string secret) { dev_secret_ = std::move(secret); }
     void set_health_details(HealthDetails details) { health_details_ = std::move(details); }
+    // What else must hold for /healthz to answer 200 (besides Redis being up).
+    void set_readiness(std::function<bool()> ready) { readiness_ = std::move(ready); }
 
     asio::awaitable<HttpResponse> handle(const HttpRequest &request);
 
@@ -59,6 +61,7 @@ private:
     RedisClient &redis_;
     std::string dev_secret_;
     HealthDetails health_details_;
+    std::function<bool()> readiness_;
 };
 
 }  // namespace signalrd

@@ -168,6 +168,12 @@ void ChatHub::start_stream(const ConnectionInfo &connection, sr_message_t &msg)
 
 asio::awaitable<void> ChatHub::replay(std::shared_ptr<Stream> stream)
 {
+    // other instances' fragments must be flowing before the snapshot is read, or one
+    // written in between would be in neither
+    co_await bus_.ready(stream->conversation_id);
+    if (!stream->active) {
+        co_return;
+    }
     Result<ConversationSnapshot> snapshot = co_await store_.load(stream->conversation_id);
 
     if (!stream->active) {

@@ -32,6 +32,7 @@ const KeySpec key_specs[] = {
     {"demo_reply_tokens", "SIGNALRD_DEMO_REPLY_TOKENS", KeyKind::count, 1, 100000},
     {"history_messages", "SIGNALRD_HISTORY_MESSAGES", KeyKind::count, 1, 1000},
     {"backlog_ttl", "SIGNALRD_BACKLOG_TTL", KeyKind::count, 1, 86400 * 7},
+    {"hold_back_fragments", "SIGNALRD_HOLD_BACK_FRAGMENTS", KeyKind::count, 1, 1000000},
     {"dev_token_key", "SIGNALRD_DEV_TOKEN_KEY", KeyKind::text, 0, 0},
     {"ai_base_url", "AI_BASE_URL", KeyKind::text, 0, 0},
     {"ai_model", "AI_MODEL", KeyKind::text, 0, 0},
@@ -79,6 +80,7 @@ uint32_t *count_field(Config &c, std::string_view key)
     if (key == "demo_reply_tokens") return &c.demo_reply_tokens;
     if (key == "history_messages") return &c.history_messages;
     if (key == "backlog_ttl") return &c.backlog_ttl;
+    if (key == "hold_back_fragments") return &c.hold_back_fragments;
     return nullptr;
 }
 

@@ -26,6 +26,7 @@ struct Config {
     uint32_t demo_reply_tokens = 60;
     uint32_t history_messages = 25;      // turns handed to the provider
     uint32_t backlog_ttl = 300;          // seconds a backlog lives after its reply ends
+    uint32_t hold_back_fragments = 1024; // per reply, queued toward Redis (docs/backplane.md)
     std::string dev_token_key;           // path of the HS256 dev secret; empty: no /dev/token
     std::string ai_base_url;             // empty: the demo provider
     std::string ai_model;

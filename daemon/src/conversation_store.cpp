@@ -1,5 +1,7 @@
 #include "conversation_store.h"
 
+#include <cstdlib>
+
 #include "uuid.h"
 
 namespace signalrd {
@@ -9,9 +11,10 @@ namespace {
 // Bounds a backlog should a reply run away; far above any reply the providers make.
 const char *const backlog_max_len = "100000";
 
-// KEYS: conversation, messages, backlog, lease. ARGV: owner, lease value, lease ms,
-// message record (parent unset), message id, text, fragment id. The parent is read here,
-// inside the script, so that a reply finishing meanwhile cannot leave it stale.
+// KEYS: conversation, messages, backlog, lease, replies. ARGV: owner, lease value, lease
+// ms, message record (parent unset), message id, text, fragment id, max length, lease
+// deadline, conversation id, channel, payload. The parent is read here, inside the
+// script, so that a reply finishing meanwhile cannot leave it stale.
 const char *const add_turn_script = R"lua(
 if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return {'missing'} end
 if redis.call('EXISTS', KEYS[4]) == 1 then return {'busy'} end
@@ -21,10 +24,12 @@ if last then parent = cjson.decode(last)['id'] end
 local msg = cjson.decode(ARGV[4])
 if parent ~= '' then msg['parentMessageId'] = parent end
 redis.call('SET', KEYS[4], ARGV[2], 'PX', ARGV[3])
+redis.call('ZADD', KEYS[5], ARGV[9], ARGV[10])
 redis.call('RPUSH', KEYS[2], cjson.encode(msg))
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*', 'id', ARGV[5], 'sender', 'user',
-           'text', ARGV[6], 'fragmentId', ARGV[7], 'isFinal', '1')
+local eid = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*', 'id', ARGV[5],
+                       'sender', 'user', 'text', ARGV[6], 'fragmentId', ARGV[7], 'isFinal', '1')
 redis.call('PERSIST', KEYS[3])
+redis.call('PUBLISH', ARGV[11], eid .. ' ' .. ARGV[12])
 return {'ok', parent}
 )lua";
 
@@ -37,32 +42,117 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'id', ARGV[1], 'sender'
 return 1
 )lua";
 
-// KEYS: conversation, messages, backlog, lease. ARGV: the final fragment's five fields,
-// max length, message record, backlog ttl, lease value.
-const char *const complete_script = R"lua(
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'id', ARGV[1], 'sender', ARGV[2],
-           'text', ARGV[3], 'fragmentId', ARGV[4], 'isFinal', ARGV[5])
-redis.call('RPUSH', KEYS[2], ARGV[7])
-redis.call('EXPIRE', KEYS[3], ARGV[8])
-if redis.call('GET', KEYS[4]) == ARGV[9] then redis.call('DEL', KEYS[4]) end
-return 1
+// The newest backlog entry's fragmentId equals ARGV[n]: the write being made is a repeat.
+#define SIGNALRD_LUA_TOP_IS(n) \
+    "local top = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)[1]\n" \
+    "local repeated = false\n" \
+    "if top then for i = 1, #top[2], 2 do\n" \
+    "  if top[2][i] == 'fragmentId' and top[2][i + 1] == ARGV[" #n "] then repeated = true end\n" \
+    "end end\n"
+
+// KEYS: conversation, messages, backlog, lease, cancel, replies. ARGV: message id, sender,
+// text, last fragment id, parts, max length, lease value, lease ms, channel, payload,
+// lease deadline, conversation id.
+const char *const append_batch_script = SIGNALRD_LUA_TOP_IS(4) R"lua(
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
+if repeated then return {'ok', top[1], '0'} end
+local last = redis.call('LINDEX', KEYS[2], -1)
+if last and cjson.decode(last)['id'] == ARGV[1] then return {'ended'} end
+local lease = redis.call('GET', KEYS[4])
+if lease ~= ARGV[7] then
+  if lease then return {'lost'} end
+  redis.call('SET', KEYS[4], ARGV[7], 'PX', ARGV[8])
+  redis.call('ZADD', KEYS[6], ARGV[11], ARGV[12])
+end
+local eid = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'id', ARGV[1],
+                       'sender', ARGV[2], 'text', ARGV[3], 'fragmentId', ARGV[4],
+                       'isFinal', '0', 'parts', ARGV[5])
+redis.call('PUBLISH', ARGV[9], eid .. ' ' .. ARGV[10])
+local cancel = '0'
+if redis.call('GET', KEYS[5]) == ARGV[1] then cancel = '1' end
+return {'ok', eid, cancel}
 )lua";
 
-// KEYS: lease. ARGV: value, ms, instance prefix ("<instance> ") of a lease we may take over.
+// KEYS: conversation, messages, backlog, lease, cancel, replies. ARGV: the final
+// fragment's five fields, max length, message record, backlog ttl, lease value, channel,
+// payload, conversation id.
+const char *const complete_script = SIGNALRD_LUA_TOP_IS(4) R"lua(
+if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
+if repeated then return 'ok' end
+local last = redis.call('LINDEX', KEYS[2], -1)
+if last and cjson.decode(last)['id'] == ARGV[1] then return 'ended' end
+local lease = redis.call('GET', KEYS[4])
+if lease and lease ~= ARGV[9] then return 'lost' end
+local eid = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'id', ARGV[1],
+                       'sender', ARGV[2], 'text', ARGV[3], 'fragmentId', ARGV[4],
+                       'isFinal', ARGV[5])
+redis.call('RPUSH', KEYS[2], ARGV[7])
+redis.call('EXPIRE', KEYS[3], ARGV[8])
+redis.call('DEL', KEYS[4], KEYS[5])
+redis.call('ZREM', KEYS[6], ARGV[12])
+redis.call('PUBLISH', ARGV[10], eid .. ' ' .. ARGV[11])
+return 'ok'
+)lua";
+
+#undef SIGNALRD_LUA_TOP_IS
+
+// KEYS: lease, replies. ARGV: value, ms, instance prefix ("<instance> ") of a lease we
+// may take over, lease deadline, conversation id.
 const char *const claim_script = R"lua(
 local v = redis.call('GET', KEYS[1])
 if v and string.sub(v, 1, string.len(ARGV[3])) ~= ARGV[3] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
 return 1
 )lua";
 
-// KEYS: lease. ARGV: value, ms.
+// KEYS: lease, cancel, replies, messages. ARGV: value, ms, reply id, lease deadline,
+// conversation id. Returns 0 (not ours), 1 (renewed) or 2 (renewed, cancel asked for).
 const char *const renew_script = R"lua(
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local v = redis.call('GET', KEYS[1])
+if v ~= ARGV[1] then
+  if v then return 0 end
+  local last = redis.call('LINDEX', KEYS[4], -1)
+  if last and cjson.decode(last)['id'] == ARGV[3] then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5])
+if redis.call('GET', KEYS[2]) == ARGV[3] then return 2 end
 return 1
 )lua";
+
+// KEYS: lease, cancel. ARGV: instance channel prefix, conversation id. The lease value is
+// "<instance> <reply id>"; the instance may itself contain spaces, the reply id not.
+const char *const cancel_script = R"lua(
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+local at = string.match(v, '^.* ()')
+if not at then return 0 end
+local reply = string.sub(v, at)
+redis.call('SET', KEYS[2], reply, 'PX', 60000)
+redis.call('PUBLISH', ARGV[1] .. string.sub(v, 1, at - 2),
+           cjson.encode({type = 'cancel', conversation = ARGV[2], reply = reply}))
+return 1
+)lua";
+
+// A P:replies member: the conversation and the reply, so that a reply whose instance died
+// before its first fragment can still be ended under its own id.
+std::string reply_member(const std::string &id, const std::string &reply_id)
+{
+    return id + " " + reply_id;
+}
+
+std::string random_origin()
+{
+    std::string id = new_uuid_v7();
+    // the random tail only: the time part would be the same for instances started together
+    return id.substr(id.size() - 12);
+}
+
+int64_t lease_deadline()
+{
+    return unix_now_ms() + reply_lease_duration.count();
+}
 
 std::string lease_ms()
 {
@@ -104,22 +194,71 @@ Status read_messages(const RedisValue &list, std::vector<StoredMessage> &out)
     return Status::ok();
 }
 
+// "fid:end,fid:end" into (id, end offset) pairs; false when it is malformed or its ends
+// do not increase up to the text's length.
+bool parse_parts(const std::string &parts, size_t text_size,
+                 std::vector<std::pair<std::string, size_t>> &out)
+{
+    size_t pos = 0;
+    size_t prev_end = 0;
+
+    while (pos < parts.size()) {
+        size_t comma = parts.find(',', pos);
+        std::string item = parts.substr(pos, comma == std::string::npos ? std::string::npos
+                                                                         : comma - pos);
+        size_t colon = item.rfind(':');
+        if (colon == std::string::npos || colon == 0 || colon + 1 == item.size()) {
+            return false;
+        }
+        char *end = nullptr;
+        unsigned long long offset = std::strtoull(item.c_str() + colon + 1, &end, 10);
+        if (*end != '\0' || offset < prev_end || offset > text_size) {
+            return false;
+        }
+        out.emplace_back(item.substr(0, colon), static_cast<size_t>(offset));
+        prev_end = static_cast<size_t>(offset);
+        pos = comma == std::string::npos ? parts.size() : comma + 1;
+    }
+    return !out.empty() && prev_end == text_size;
+}
+
+// One backlog entry into its fragments; false when it lacks a field.
+bool expand_entry(const RedisValue &entry, std::vector<Fragment> &out)
+{
+    if (entry.elements.size() != 2) {
+        return false;
+    }
+    const RedisValue &fields = entry.elements[1];
+    const RedisValue *id = field(fields, "id");
+    const RedisValue *sender = field(fields, "sender");
+    const RedisValue *text = field(fields, "text");
+    const RedisValue *fid = field(fields, "fragmentId");
+    const RedisValue *fin = field(fields, "isFinal");
+    const RedisValue *parts = field(fields, "parts");
+    if (!id || !sender || !text || !fid || !fin) {
+        return false;
+    }
+
+    std::vector<std::pair<std::string, size_t>> split;
+    if (parts == nullptr || !parse_parts(parts->str, text->str.size(), split) ||
+        split.back().first != fid->str) {
+        out.push_back({id->str, sender->str, text->str, fid->str, fin->str == "1"});
+        return true;
+    }
+    size_t begin = 0;
+    for (size_t i = 0; i < split.size(); i++) {
+        bool last = i + 1 == split.size();
+        out.push_back({id->str, sender->str, text->str.substr(begin, split[i].second - begin),
+                       split[i].first, last && fin->str == "1"});
+        begin = split[i].second;
+    }
+    return true;
+}
+
 void read_backlog(const RedisValue &entries, std::vector<Fragment> &out)
 {
     for (const RedisValue &entry : entries.elements) {
-        if (entry.elements.size() != 2) {
-            continue;
-        }
-        const RedisValue &fields = entry.elements[1];
-        const RedisValue *id = field(fields, "id");
-        const RedisValue *sender = field(fields, "sender");
-        const RedisValue *text = field(fields, "text");
-        const RedisValue *fid = field(fields, "fragmentId");
-        const RedisValue *fin = field(fields, "isFinal");
-        if (!id || !sender || !text || !fid || !fin) {
-            continue;
-        }
-        out.push_back({id->str, sender->str, text->str, fid->str, fin->str == "1"});
+        expand_entry(entry, out);
     }
 }
 
@@ -145,7 +284,8 @@ ConversationStore::ConversationStore(RedisClient &redis, std::string prefix, std
       prefix_(std::move(prefix)),
       instance_(std::move(instance)),
       history_messages_(history_messages),
-      backlog_ttl_(backlog_ttl)
+      backlog_ttl_(backlog_ttl),
+      origin_(random_origin())
 {
 }
 
@@ -172,6 +312,40 @@ std::string ConversationStore::lease_key(const std::string &id) const
 std::string ConversationStore::user_key(const std::string &owner) const
 {
     return prefix_ + ":user:" + owner + ":conversations";
+}
+
+std::string ConversationStore::cancel_key(const std::string &id) const
+{
+    return conversation_key(id) + ":cancel";
+}
+
+std::string ConversationStore::replies_key() const
+{
+    return prefix_ + ":replies";
+}
+
+std::string ConversationStore::conversation_channel(const std::string &id) const
+{
+    return conversation_key(id) + ":channel";
+}
+
+std::string ConversationStore::instance_channel(const std::string &instance) const
+{
+    return prefix_ + ":instance:" + instance;
+}
+
+std::string ConversationStore::fragments_payload(const std::vector<Fragment> &fragments) const
+{
+    Json obj = Json::object();
+    Json list = Json::array();
+
+    for (const Fragment &f : fragments) {
+        json_array_append_new(list.get(), fragment_to_json(f).release());
+    }
+    json_set_string(obj.get(), "type", "fragments");
+    json_set_string(obj.get(), "origin", origin_);
+    json_object_set(obj.get(), "fragments", list.get());
+    return json_text(obj.get());
 }
 
 std::string ConversationStore::lease_value(const std::string &reply_id) const
@@ -204,6 +378,8 @@ asio::awaitable<Result<NewTurn>> ConversationStore::create(const std::string &ow
         {"RPUSH", messages_key(id), message_to_record(turn.user_message)},
         xadd,
         {"SET", lease_key(id), lease_value(turn.reply_id), "PX", lease_ms()},
+        {"ZADD", replies_key(), std::to_string(lease_deadline()),
+         reply_member(id, turn.reply_id)},
     };
     Result<RedisValue> r = co_await redis_.transaction(std::move(commands));
     if (!r.is_ok()) {
@@ -224,11 +400,14 @@ asio::awaitable<Result<NewTurn>> ConversationStore::add_turn(const std::string &
     turn.user_message.fragments.emplace_back(turn.user_fragment.fragment_id, text.size());
     turn.reply_id = new_uuid_v7();
 
-    RedisArgs command = {"EVAL", add_turn_script, "4",
+    RedisArgs command = {"EVAL", add_turn_script, "5",
                          conversation_key(id), messages_key(id), backlog_key(id), lease_key(id),
+                         replies_key(),
                          owner, lease_value(turn.reply_id), lease_ms(),
                          message_to_record(turn.user_message), turn.user_message.id, text,
-                         turn.user_fragment.fragment_id, backlog_max_len};
+                         turn.user_fragment.fragment_id, backlog_max_len,
+                         std::to_string(lease_deadline()), reply_member(id, turn.reply_id),
+                         conversation_channel(id), fragments_payload({turn.user_fragment})};
     Result<RedisValue> r = co_await redis_.command(std::move(command));
     if (!r.is_ok()) {
         co_return r.status();
@@ -342,9 +521,27 @@ asio::awaitable<Status> ConversationStore::remove(const std::string &id, const s
         co_return Status::not_found("conversation not found");
     }
 
+    // the running reply's P:replies member, named by its lease; without a lease, the
+    // sweeper drops a member whose conversation is gone
+    RedisArgs get_lease = {"GET", lease_key(id)};
+    Result<RedisValue> lease = co_await redis_.command(std::move(get_lease));
+    if (!lease.is_ok()) {
+        co_return lease.status();
+    }
+    size_t space = lease->str.rfind(' ');
+    std::string member = lease->is_string() && space != std::string::npos
+                             ? reply_member(id, lease->str.substr(space + 1))
+                             : reply_member(id, "");
+
+    Json deleted = Json::object();
+    json_set_string(deleted.get(), "type", "deleted");
+    json_set_string(deleted.get(), "origin", origin_);
     std::vector<RedisArgs> commands = {
-        {"DEL", conversation_key(id), messages_key(id), backlog_key(id), lease_key(id)},
+        {"DEL", conversation_key(id), messages_key(id), backlog_key(id), lease_key(id),
+         cancel_key(id)},
         {"ZREM", user_key(owner), id},
+        {"ZREM", replies_key(), member},
+        {"PUBLISH", conversation_channel(id), "0-0 " + json_text(deleted.get())},
     };
     Result<RedisValue> r = co_await redis_.transaction(std::move(commands));
     co_return r.is_ok() ? Status::ok() : r.status();
@@ -366,12 +563,49 @@ asio::awaitable<Status> ConversationStore::append_fragment(const std::string &id
     co_return r->integer == 1 ? Status::ok() : Status::not_found("conversation not found");
 }
 
+asio::awaitable<Result<AppendResult>> ConversationStore::append_batch(
+    const std::string &id, const std::vector<Fragment> &batch)
+{
+    std::string text;
+    std::string parts;
+
+    if (batch.empty()) {
+        co_return Status::internal("append_batch: empty batch");
+    }
+    const Fragment &last = batch.back();
+    for (const Fragment &f : batch) {
+        text += f.text;
+        parts += (parts.empty() ? "" : ",") + f.fragment_id + ":" + std::to_string(text.size());
+    }
+
+    const std::string &reply_id = last.message_id;
+    RedisArgs args = {"EVAL", append_batch_script, "6", conversation_key(id), messages_key(id),
+                      backlog_key(id), lease_key(id), cancel_key(id), replies_key(),
+                      reply_id, last.sender, text, last.fragment_id, parts, backlog_max_len,
+                      lease_value(reply_id), lease_ms(), conversation_channel(id),
+                      fragments_payload(batch), std::to_string(lease_deadline()),
+                      reply_member(id, reply_id)};
+    Result<RedisValue> r = co_await redis_.command(std::move(args));
+    if (!r.is_ok()) {
+        co_return r.status();
+    }
+    const std::string verdict = r->elements.empty() ? "" : r->elements[0].str;
+    if (verdict == "missing") {
+        co_return Status::not_found("conversation not found");
+    }
+    if (verdict != "ok" || r->elements.size() < 3) {
+        co_return Status::conflict(verdict == "lost" ? "the reply was taken over"
+                                                     : "the reply has ended");
+    }
+    co_return AppendResult{r->elements[1].str, r->elements[2].str == "1"};
+}
+
 asio::awaitable<Status> ConversationStore::complete_reply(const std::string &id,
                                                           const StoredMessage &message,
                                                           const Fragment &final_fragment)
 {
-    RedisArgs args = {"EVAL", complete_script, "4", conversation_key(id), messages_key(id),
-                      backlog_key(id), lease_key(id)};
+    RedisArgs args = {"EVAL", complete_script, "6", conversation_key(id), messages_key(id),
+                      backlog_key(id), lease_key(id), cancel_key(id), replies_key()};
     for (std::string &a : fragment_args(final_fragment)) {
         args.push_back(std::move(a));
     }
@@ -379,37 +613,130 @@ asio::awaitable<Status> ConversationStore::complete_reply(const std::string &id,
     args.push_back(message_to_record(message));
     args.push_back(std::to_string(backlog_ttl_));
     args.push_back(lease_value(message.id));
+    args.push_back(conversation_channel(id));
+    args.push_back(fragments_payload({final_fragment}));
+    args.push_back(reply_member(id, message.id));
 
     Result<RedisValue> r = co_await redis_.command(std::move(args));
     if (!r.is_ok()) {
         co_return r.status();
     }
-    co_return r->integer == 1 ? Status::ok() : Status::not_found("conversation not found");
+    if (r->str == "missing") {
+        co_return Status::not_found("conversation not found");
+    }
+    if (r->str != "ok") {
+        co_return Status::conflict(r->str == "lost" ? "the reply was taken over"
+                                                    : "the reply has ended");
+    }
+    co_return Status::ok();
 }
 
-asio::awaitable<Status> ConversationStore::renew_lease(const std::string &id,
-                                                       const std::string &reply_id)
+asio::awaitable<Result<bool>> ConversationStore::renew_lease(const std::string &id,
+                                                             const std::string &reply_id)
 {
-    RedisArgs command = {"EVAL", renew_script, "1", lease_key(id), lease_value(reply_id),
-                         lease_ms()};
+    RedisArgs command = {"EVAL", renew_script, "4", lease_key(id), cancel_key(id),
+                         replies_key(), messages_key(id), lease_value(reply_id), lease_ms(),
+                         reply_id, std::to_string(lease_deadline()),
+                         reply_member(id, reply_id)};
     Result<RedisValue> r = co_await redis_.command(std::move(command));
     if (!r.is_ok()) {
         co_return r.status();
     }
-    co_return r->integer == 1 ? Status::ok() : Status::not_found("reply lease lost");
+    if (r->integer == 0) {
+        co_return Status::not_found("reply lease lost");
+    }
+    co_return r->integer == 2;
 }
 
 asio::awaitable<Status> ConversationStore::claim_lease(const std::string &id,
                                                        const std::string &reply_id)
 {
-    RedisArgs command = {"EVAL", claim_script, "1", lease_key(id), lease_value(reply_id),
-                         lease_ms(), instance_ + " "};
+    RedisArgs command = {"EVAL", claim_script, "2", lease_key(id), replies_key(),
+                         lease_value(reply_id), lease_ms(), instance_ + " ",
+                         std::to_string(lease_deadline()), reply_member(id, reply_id)};
     Result<RedisValue> r = co_await redis_.command(std::move(command));
     if (!r.is_ok()) {
         co_return r.status();
     }
     co_return r->integer == 1 ? Status::ok()
                               : Status::conflict("a reply is already being generated");
+}
+
+asio::awaitable<Result<bool>> ConversationStore::request_cancel(const std::string &id)
+{
+    RedisArgs command = {"EVAL", cancel_script, "2", lease_key(id), cancel_key(id),
+                         prefix_ + ":instance:", id};
+    Result<RedisValue> r = co_await redis_.command(std::move(command));
+    if (!r.is_ok()) {
+        co_return r.status();
+    }
+    co_return r->integer == 1;
+}
+
+asio::awaitable<Result<std::vector<ListedReply>>> ConversationStore::listed_replies(
+    int64_t now_ms, size_t limit)
+{
+    std::string until = now_ms == 0 ? "+inf" : "(" + std::to_string(now_ms);
+    RedisArgs command = {"ZRANGEBYSCORE", replies_key(), "-inf", until, "LIMIT", "0",
+                         std::to_string(limit)};
+    Result<RedisValue> r = co_await redis_.command(std::move(command));
+    if (!r.is_ok()) {
+        co_return r.status();
+    }
+    std::vector<ListedReply> listed;
+    for (const RedisValue &v : r->elements) {
+        size_t space = v.str.find(' ');
+        if (space == std::string::npos) {
+            listed.push_back({v.str, ""});
+        } else {
+            listed.push_back({v.str.substr(0, space), v.str.substr(space + 1)});
+        }
+    }
+    co_return listed;
+}
+
+asio::awaitable<Status> ConversationStore::unlist_reply(const ListedReply &reply)
+{
+    std::string member = reply.reply_id.empty() ? reply.conversation_id
+                                                : reply_member(reply.conversation_id,
+                                                               reply.reply_id);
+    RedisArgs command = {"ZREM", replies_key(), member};
+    Result<RedisValue> r = co_await redis_.command(std::move(command));
+    co_return r.is_ok() ? Status::ok() : r.status();
+}
+
+asio::awaitable<Result<BacklogRead>> ConversationStore::backlog_since(
+    const std::string &id, const std::string &after_entry_id, size_t count)
+{
+    std::string from = after_entry_id.empty() ? "-" : "(" + after_entry_id;
+    RedisArgs command = {"XRANGE", backlog_key(id), from, "+", "COUNT", std::to_string(count)};
+    Result<RedisValue> r = co_await redis_.command(std::move(command));
+    if (!r.is_ok()) {
+        co_return r.status();
+    }
+    BacklogRead read;
+    for (const RedisValue &entry : r->elements) {
+        // an entry that cannot be read is skipped, but never read again
+        if (!entry.elements.empty()) {
+            read.last_entry_id = entry.elements[0].str;
+        }
+        expand_entry(entry, read.fragments);
+        read.entries++;
+    }
+    co_return read;
+}
+
+asio::awaitable<Result<std::string>> ConversationStore::last_backlog_entry(const std::string &id)
+{
+    RedisArgs command = {"XREVRANGE", backlog_key(id), "+", "-", "COUNT", "1"};
+    Result<RedisValue> r = co_await redis_.command(std::move(command));
+    if (!r.is_ok()) {
+        co_return r.status();
+    }
+    if (r->elements.empty() || r->elements[0].elements.empty()) {
+        co_return std::string();
+    }
+    co_return r->elements[0].elements[0].str;
 }
 
 asio::awaitable<Result<std::vector<ChatTurn>>> ConversationStore::history(const std::string &id)
@@ -427,6 +754,30 @@ asio::awaitable<Result<std::vector<ChatTurn>>> ConversationStore::history(const 
         co_return st;
     }
     co_return turns_of(messages);
+}
+
+bool split_channel_payload(const std::string &payload, std::string &entry_id, std::string &json)
+{
+    size_t space = payload.find(' ');
+    if (space == std::string::npos || space == 0) {
+        return false;
+    }
+    entry_id = payload.substr(0, space);
+    json = payload.substr(space + 1);
+    return true;
+}
+
+int compare_entry_ids(const std::string &a, const std::string &b)
+{
+    auto parse = [](const std::string &id) {
+        char *end = nullptr;
+        unsigned long long ms = std::strtoull(id.c_str(), &end, 10);
+        unsigned long long seq = *end == '-' ? std::strtoull(end + 1, nullptr, 10) : 0;
+        return std::make_pair(ms, seq);
+    };
+    auto pa = parse(a);
+    auto pb = parse(b);
+    return pa < pb ? -1 : (pa > pb ? 1 : 0);
 }
 
 }  // namespace signalrd

@@ -15,7 +15,25 @@
 //                                 instance name is stable across restarts (host and
 //                                 worker socket), so a restarted daemon knows the leases
 //                                 its previous run left and need not wait them out
+//   P:conversation:{ID}:cancel    the id of a reply someone asked to cancel, 60 s; the
+//                                 generating instance also reads it when it renews its
+//                                 lease, should the pub/sub message have missed it
 //   P:user:USER:conversations     sorted set of the user's conversation ids by createdMs
+//   P:replies                     sorted set of "<conversation id> <reply id>" for every
+//                                 reply running, by the time its lease runs out (ms):
+//                                 where every instance looks for replies whose instance
+//                                 died
+//
+// A backlog entry may hold several fragments of one reply (written together because
+// they queued while the previous write was in flight, or while Redis was away): "text"
+// is their texts joined, "fragmentId" the last one's id, and "parts" lists each one as
+// "fragmentId:endOffset" separated by commas. Readers split such an entry back into its
+// fragments, so a resume point may be any fragment a client saw, coalesced or not.
+//
+// Every write that clients must see live also PUBLISHes, in the same script, on
+// P:conversation:{ID}:channel: "<entry id> <JSON>", where the JSON is
+// {"type":"fragments","origin":O,"fragments":[...]} or {"type":"deleted","origin":O}.
+// The entry id lets a subscriber that lost messages read the backlog from there on.
 //
 // Multi-key updates run as Lua scripts or MULTI/EXEC, so that readers never see half a
 // turn. Every method is a coroutine on the daemon's loop.
@@ -32,6 +50,26 @@
 namespace signalrd {
 
 inline constexpr std::chrono::milliseconds reply_lease_duration{15000};
+
+// Where a batch went: its backlog entry, and whether a cancel of the reply was asked for.
+struct AppendResult {
+    std::string entry_id;
+    bool cancel_requested = false;
+};
+
+// A member of P:replies.
+struct ListedReply {
+    std::string conversation_id;
+    std::string reply_id;
+};
+
+// Fragments read back from the backlog, split out of their entries, with the id of the
+// last entry read ("" when none).
+struct BacklogRead {
+    std::vector<Fragment> fragments;
+    std::string last_entry_id;
+    size_t entries = 0;
+};
 
 // A user turn just stored, with what is needed to start the reply to it.
 struct NewTurn {
@@ -65,20 +103,59 @@ public:
     // Deletes a conversation and its keys. not_found when absent or not owner's.
     asio::awaitable<Status> remove(const std::string &id, const std::string &owner);
 
-    // Appends a fragment of the reply in progress. not_found if the conversation is gone.
+    // Appends one fragment as it is, without lease checks and without publishing. Tests
+    // use it to leave the traces of an instance that died. not_found if the conversation
+    // is gone.
     asio::awaitable<Status> append_fragment(const std::string &id, const Fragment &fragment);
 
-    // Ends a reply: stores its final fragment and the finished message, starts the
-    // backlog's expiry and releases the lease, in one step.
+    // Appends fragments of one reply (not empty, none final, same message id) as one
+    // backlog entry and publishes them, in one script. Safe to repeat after an unknown
+    // outcome: a batch whose last fragment is already the newest entry is not stored
+    // again. A lease that ran out while Redis was away is taken back if nobody else took
+    // it. not_found: the conversation is gone; conflict: the reply was ended, or taken
+    // over by another instance.
+    asio::awaitable<Result<AppendResult>> append_batch(const std::string &id,
+                                                       const std::vector<Fragment> &batch);
+
+    // Ends a reply: stores its final fragment and the finished message, publishes the
+    // final fragment, starts the backlog's expiry and releases the lease, in one step.
+    // Safe to repeat. conflict: another instance holds the lease or ended the reply.
     asio::awaitable<Status> complete_reply(const std::string &id, const StoredMessage &message,
                                            const Fragment &final_fragment);
 
-    // Keeps the lease of reply_id alive; not_found once it is no longer ours.
-    asio::awaitable<Status> renew_lease(const std::string &id, const std::string &reply_id);
+    // Keeps the lease of reply_id alive (taking it back if it ran out while Redis was
+    // away and the reply is not ended). The value says whether a cancel was asked for;
+    // not_found once the lease is another's or the reply has ended.
+    asio::awaitable<Result<bool>> renew_lease(const std::string &id, const std::string &reply_id);
 
     // Takes the lease for reply_id when nobody holds it, or when this instance's
     // previous run left it; conflict otherwise.
     asio::awaitable<Status> claim_lease(const std::string &id, const std::string &reply_id);
+
+    // Asks the instance running the conversation's reply to cancel it: a message on its
+    // instance channel and the cancel key. false when no reply runs.
+    asio::awaitable<Result<bool>> request_cancel(const std::string &id);
+
+    // Replies in P:replies whose lease deadline is before now_ms (all of them when
+    // now_ms is 0), at most limit.
+    asio::awaitable<Result<std::vector<ListedReply>>> listed_replies(int64_t now_ms,
+                                                                     size_t limit);
+
+    // Drops a reply from P:replies (it has ended, or its conversation is gone).
+    asio::awaitable<Status> unlist_reply(const ListedReply &reply);
+
+    // Backlog entries after entry after_entry_id ("": from the first), at most count.
+    asio::awaitable<Result<BacklogRead>> backlog_since(const std::string &id,
+                                                       const std::string &after_entry_id,
+                                                       size_t count);
+
+    // The id of the newest backlog entry, "" when the backlog is empty.
+    asio::awaitable<Result<std::string>> last_backlog_entry(const std::string &id);
+
+    // The random tag this process puts in what it publishes, to know its own messages.
+    const std::string &origin() const { return origin_; }
+    const std::string &instance() const { return instance_; }
+    const std::string &prefix() const { return prefix_; }
 
     // The last history_messages finished turns.
     asio::awaitable<Result<std::vector<ChatTurn>>> history(const std::string &id);
@@ -88,6 +165,13 @@ public:
     std::string backlog_key(const std::string &id) const;
     std::string lease_key(const std::string &id) const;
     std::string user_key(const std::string &owner) const;
+    std::string cancel_key(const std::string &id) const;
+    std::string replies_key() const;
+    std::string conversation_channel(const std::string &id) const;
+    std::string instance_channel(const std::string &instance) const;
+
+    // The payload of a "fragments" message, without its entry id.
+    std::string fragments_payload(const std::vector<Fragment> &fragments) const;
 
 private:
     std::string lease_value(const std::string &reply_id) const;
@@ -97,6 +181,13 @@ private:
     std::string instance_;
     uint32_t history_messages_;
     uint32_t backlog_ttl_;
+    std::string origin_;
 };
+
+// Splits "<entry id> <JSON>" as published on a conversation channel.
+bool split_channel_payload(const std::string &payload, std::string &entry_id, std::string &json);
+
+// Orders Redis stream ids ("ms-seq"): negative, zero or positive like strcmp.
+int compare_entry_ids(const std::string &a, const std::string &b);
 
 }  // namespace signalrd

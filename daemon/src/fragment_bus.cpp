@@ -7,7 +7,13 @@ namespace signalrd {
 uint64_t FragmentBus::subscribe(const std::string &conversation_id, Listener listener)
 {
     uint64_t handle = next_handle_++;
-    listeners_[conversation_id].emplace(handle, std::move(listener));
+    auto &mine = listeners_[conversation_id];
+    bool first = mine.empty();
+
+    mine.emplace(handle, std::move(listener));
+    if (first && bridge_ != nullptr) {
+        bridge_->watch(conversation_id);
+    }
     return handle;
 }
 
@@ -20,6 +26,16 @@ void FragmentBus::unsubscribe(const std::string &conversation_id, uint64_t handl
     it->second.erase(handle);
     if (it->second.empty()) {
         listeners_.erase(it);
+        if (bridge_ != nullptr) {
+            bridge_->unwatch(conversation_id);
+        }
+    }
+}
+
+asio::awaitable<void> FragmentBus::ready(const std::string &conversation_id)
+{
+    if (bridge_ != nullptr) {
+        co_await bridge_->ready(conversation_id);
     }
 }
 

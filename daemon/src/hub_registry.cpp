@@ -39,7 +39,12 @@ void HubRegistry::open(LinkPort &link, const std::string &connection_id, sr_ipc_
     auto [it, inserted] = connections_.emplace(connection_id, std::move(entry));
     log_debug("connection %s: open on hub \"%s\" for user \"%s\"", connection_id.c_str(),
               hub_name.c_str(), it->second.info.user.c_str());
-    it->second.hub->on_connected(it->second.info);
+    // copy: the hub may close the connection, which erases the entry
+    ConnectionInfo info = it->second.info;
+    it->second.hub->on_connected(info);
+    if (observer_ && connections_.count(connection_id) != 0) {
+        observer_(info, true);
+    }
 }
 
 void HubRegistry::invoke(LinkPort &link, const std::string &connection_id, sr_message_t &msg)
@@ -92,6 +97,9 @@ void HubRegistry::disconnect(std::unordered_map<std::string, Entry>::iterator it
     connections_.erase(it);
     log_debug("connection %s: closed", entry.info.id.c_str());
     entry.hub->on_disconnected(entry.info);
+    if (observer_) {
+        observer_(entry.info, false);
+    }
 }
 
 bool HubRegistry::send(const std::string &connection_id, const sr_message_t &msg)

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <map>
 #include <string>
 #include <unordered_map>
@@ -23,8 +24,13 @@ public:
                             bool allow_reconnect) = 0;
 };
 
+// Told of every connection that opens (true) or goes (false), after the hub was.
+using ConnectionObserver = std::function<void(const ConnectionInfo &, bool opened)>;
+
 class HubRegistry final : public ConnectionSink {
 public:
+    void set_observer(ConnectionObserver observer) { observer_ = std::move(observer); }
+
     // hub must outlive the registry.
     void add_hub(const std::string &name, Hub &hub);
 
@@ -63,6 +69,7 @@ private:
 
     std::map<std::string, Hub *> hubs_;
     std::unordered_map<std::string, Entry> connections_;
+    ConnectionObserver observer_;
 };
 
 }  // namespace signalrd

@@ -16,12 +16,15 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include "admin_api.h"
+#include "backplane.h"
 #include "chat_api.h"
 #include "chat_hub.h"
 #include "config.h"
 #include "demo_provider.h"
 #include "http_server.h"
 #include "hub_registry.h"
+#include "reply_sweeper.h"
 #include "token_claims.h"
 #include "worker_link.h"
 
@@ -68,23 +71,60 @@ std::string host_name()
 struct Daemon {
     Daemon(asio::io_context &io, const Config &c, RedisEndpoint endpoint)
         : config(c),
-          redis(io.get_executor(), std::move(endpoint)),
+          redis(io.get_executor(), endpoint),
           store(redis, c.key_prefix, host_name() + ":" + c.worker_socket, c.history_messages,
                 c.backlog_ttl),
           provider(c.demo_token_rate, c.demo_reply_tokens),
           runner(io.get_executor(), store, bus, provider),
           chat(io.get_executor(), store, bus, runner, registry),
           links(io.get_executor(), registry, LinkOptions{16u << 20, 0, host_name()}),
+          backplane(io.get_executor(), std::move(endpoint), redis, store, bus, registry),
+          sweeper(io.get_executor(), store, runner, redis),
           api(store, runner, bus, redis),
-          http(io.get_executor(), [this](const HttpRequest &r) { return api.handle(r); })
+          admin(backplane),
+          http(io.get_executor(), [this](const HttpRequest &r) { return route(r); })
     {
         registry.add_hub(chat_hub_name, chat);
+        wire_backplane();
         api.set_health_details([this](json_t *body) {
+            json_set_string(body, "backplane", backplane.subscriber_up() ? "up" : "down");
             json_object_set_new(body, "links", json_integer(links.link_count()));
             json_object_set_new(body, "connections", json_integer(registry.connection_count()));
             json_object_set_new(body, "streams", json_integer(chat.stream_count()));
             json_object_set_new(body, "replies", json_integer(runner.active()));
+            json_object_set_new(body, "heldBack", json_integer(runner.held_back()));
+            json_object_set_new(body, "subscriptions",
+                                json_integer(backplane.subscription_count()));
         });
+        api.set_readiness([this] { return backplane.subscriber_up(); });
+    }
+
+    void wire_backplane()
+    {
+        runner.set_hold_back_limit(config.hold_back_fragments);
+        bus.set_bridge(&backplane);
+        registry.set_observer([this](const ConnectionInfo &info, bool opened) {
+            backplane.on_connection(info, opened);
+        });
+        backplane.set_cancel_handler([this](const std::string &id, const std::string &reply) {
+            runner.cancel_reply(id, reply);
+        });
+        redis.set_state_handler([this](bool up) {
+            if (up) {
+                runner.on_redis_up();
+                sweeper.on_redis_up();
+            }
+            // systemd shows this in `systemctl status`; READY=1 does not wait for Redis
+            sd_notifyf(0, "STATUS=%s", up ? "serving, redis up" : "redis down, retrying");
+        });
+    }
+
+    asio::awaitable<HttpResponse> route(const HttpRequest &r)
+    {
+        if (AdminApi::handles(r.path)) {
+            return admin.handle(r);
+        }
+        return api.handle(r);
     }
 
     const Config &config;
@@ -96,7 +136,10 @@ struct Daemon {
     HubRegistry registry;
     ChatHub chat;
     WorkerLinkServer links;
+    Backplane backplane;
+    ReplySweeper sweeper;
     ChatApi api;
+    AdminApi admin;
     HttpServer http;
 };
 
@@ -126,6 +169,8 @@ asio::awaitable<void> stop_gracefully(asio::io_context &io, Daemon &d)
 
     d.links.close_all();
     co_await wait_until(io, std::chrono::seconds(1), [&d] { return d.links.link_count() == 0; });
+    d.sweeper.stop();
+    d.backplane.stop();
     d.redis.stop();
     io.stop();
 }
@@ -170,6 +215,8 @@ int run(const Config &config)
     }
 
     d.redis.start();
+    d.backplane.start();
+    d.sweeper.start();
     Status s = d.links.listen(config.worker_socket);
     if (s.is_ok()) {
         s = d.http.listen(config.http_socket);

@@ -1,6 +1,7 @@
 #include "redis_client.h"
 
 #include <cstdlib>
+#include <cstring>
 
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
@@ -207,6 +208,55 @@ struct RedisClient::Adapter : std::enable_shared_from_this<RedisClient::Adapter>
     bool dead = false;
 };
 
+// What subscriber mode needs inside hiredis's callbacks. hiredis keeps one callback per
+// channel for as long as the channel is subscribed and calls it for every message, so its
+// privdata is this long-lived object, never a per-call one.
+struct RedisClient::Subscriber {
+    asio::any_io_executor executor;
+    std::string probe_channel;
+    RedisMessageHandler on_message;
+    RedisSubscribedHandler on_subscribed;
+    std::shared_ptr<bool> alive;          // the client's; checked before a posted call
+    std::shared_ptr<bool> probe_answered; // the keep-alive's current probe
+};
+
+namespace {
+
+void subscription_callback(redisAsyncContext *, void *reply, void *privdata)
+{
+    auto *sub = static_cast<RedisClient::Subscriber *>(privdata);
+    auto *r = static_cast<redisReply *>(reply);
+
+    // a null reply: the context is being freed; the owner hears of it through "down"
+    if (r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements < 3 ||
+        r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_STRING) {
+        return;
+    }
+    std::string kind(r->element[0]->str, r->element[0]->len);
+    std::string channel(r->element[1]->str, r->element[1]->len);
+    std::shared_ptr<bool> alive = sub->alive;
+
+    if (kind == "message" && r->element[2]->type == REDIS_REPLY_STRING) {
+        std::string payload(r->element[2]->str, r->element[2]->len);
+        asio::post(sub->executor, [sub, alive, channel, payload] {
+            if (alive && *alive) {
+                sub->on_message(channel, payload);
+            }
+        });
+    } else if (kind == "subscribe") {
+        if (channel == sub->probe_channel && sub->probe_answered) {
+            *sub->probe_answered = true;
+        }
+        asio::post(sub->executor, [sub, alive, channel] {
+            if (alive && *alive) {
+                sub->on_subscribed(channel);
+            }
+        });
+    }
+}
+
+}  // namespace
+
 RedisClient::RedisClient(asio::any_io_executor executor, RedisEndpoint endpoint)
     : executor_(executor),
       endpoint_(std::move(endpoint)),
@@ -220,6 +270,16 @@ RedisClient::~RedisClient()
     stop();
 }
 
+void RedisClient::enable_subscriber(std::string probe_channel, RedisMessageHandler on_message,
+                                    RedisSubscribedHandler on_subscribed)
+{
+    subscriber_ = std::make_unique<Subscriber>();
+    subscriber_->executor = executor_;
+    subscriber_->probe_channel = std::move(probe_channel);
+    subscriber_->on_message = std::move(on_message);
+    subscriber_->on_subscribed = std::move(on_subscribed);
+}
+
 void RedisClient::start()
 {
     if (!stopped_) {
@@ -227,6 +287,9 @@ void RedisClient::start()
     }
     stopped_ = false;
     alive_ = std::make_shared<bool>(true);
+    if (subscriber_) {
+        subscriber_->alive = alive_;
+    }
     connect();
     spawn_detached(executor_, keep_alive(), "redis keep-alive");
 }
@@ -318,8 +381,24 @@ void RedisClient::on_connect(const redisAsyncContext *ac, int status)
     self->ready_ = true;
     self->backoff_ = std::chrono::milliseconds(100);
     self->reported_down_ = false;
-    log_info("connected to redis at %s", self->endpoint_.describe().c_str());
+    log_info("connected to redis at %s%s", self->endpoint_.describe().c_str(),
+             self->subscriber_ ? " for pub/sub" : "");
     self->was_up_ = true;
+    self->notify_state(true);
+}
+
+void RedisClient::notify_state(bool up)
+{
+    std::shared_ptr<bool> alive = alive_;
+
+    if (!state_handler_ || !alive) {
+        return;
+    }
+    asio::post(executor_, [this, alive, up] {
+        if (*alive && state_handler_) {
+            state_handler_(up);
+        }
+    });
 }
 
 void RedisClient::on_disconnect(const redisAsyncContext *ac, int status)
@@ -336,6 +415,7 @@ void RedisClient::on_disconnect(const redisAsyncContext *ac, int status)
                      status == REDIS_OK ? "" : ": ", status == REDIS_OK ? "" : ac->errstr);
             self->reported_down_ = true;
         }
+        self->notify_state(false);
     }
     self->schedule_reconnect();
 }
@@ -356,6 +436,9 @@ void RedisClient::drop_connection(const char *why)
     ready_ = false;
     // fails every waiting command with a null reply; on_disconnect runs if it was up
     redisAsyncFree(ac);
+    if (was_ready) {
+        notify_state(false);
+    }
     if (!was_ready) {
         schedule_reconnect();
     }
@@ -397,7 +480,12 @@ asio::awaitable<void> RedisClient::keep_alive()
 
         if (ready_ && context_ != nullptr) {
             pinged = context_;
-            submit({"PING"}, new PingCall(answered));
+            if (subscriber_) {
+                subscriber_->probe_answered = answered;
+                submit_subscription("SUBSCRIBE", {subscriber_->probe_channel});
+            } else {
+                submit({"PING"}, new PingCall(answered));
+            }
         }
 
         timer.expires_after(std::chrono::seconds(3));
@@ -429,6 +517,36 @@ void RedisClient::submit(const RedisArgs &args, PendingCall *call)
             delete call;
         }
     }
+}
+
+bool RedisClient::submit_subscription(const char *verb, const std::vector<std::string> &channels)
+{
+    std::vector<const char *> argv = {verb};
+    std::vector<size_t> lens = {std::strlen(verb)};
+
+    if (!subscriber_ || context_ == nullptr || !ready_) {
+        return false;
+    }
+    if (channels.empty()) {
+        return true;
+    }
+    for (const std::string &c : channels) {
+        argv.push_back(c.data());
+        lens.push_back(c.size());
+    }
+    return redisAsyncCommandArgv(context_, subscription_callback, subscriber_.get(),
+                                 static_cast<int>(argv.size()), argv.data(),
+                                 lens.data()) == REDIS_OK;
+}
+
+bool RedisClient::subscribe(const std::vector<std::string> &channels)
+{
+    return submit_subscription("SUBSCRIBE", channels);
+}
+
+bool RedisClient::unsubscribe(const std::vector<std::string> &channels)
+{
+    return submit_subscription("UNSUBSCRIBE", channels);
 }
 
 asio::awaitable<Result<RedisValue>> RedisClient::command(RedisArgs args)

@@ -12,11 +12,19 @@
 // 2 s; a ping unanswered for 3 s drops the connection, which also fails every
 // command still waiting, so no caller waits forever on a stalled server. While it is
 // down, commands fail at once with StatusCode::unavailable.
+//
+// A client may instead be a subscriber (enable_subscriber() before start()): it then only
+// subscribes and unsubscribes, and hands every pub/sub message to a handler on the loop.
+// A connection in that mode cannot answer PING (hiredis 0.14 drops the reply), so its
+// keep-alive re-subscribes a probe channel and waits for that confirmation instead. The
+// channels are not re-subscribed by the client after a reconnect: the state handler
+// tells its owner, who knows which channels it still wants.
 
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -58,6 +66,13 @@ Result<RedisEndpoint> parse_redis_url(const std::string &url);
 
 using RedisArgs = std::vector<std::string>;
 
+// A pub/sub message: the channel and the payload.
+using RedisMessageHandler = std::function<void(const std::string &, const std::string &)>;
+// Redis confirmed a SUBSCRIBE of this channel.
+using RedisSubscribedHandler = std::function<void(const std::string &)>;
+// The connection came up (true: AUTH and SELECT are queued first) or went down.
+using RedisStateHandler = std::function<void(bool up)>;
+
 class RedisClient {
 public:
     RedisClient(asio::any_io_executor executor, RedisEndpoint endpoint);
@@ -73,6 +88,19 @@ public:
 
     bool connected() const { return ready_; }
 
+    // Called on the loop, never inside a hiredis callback. Set before start().
+    void set_state_handler(RedisStateHandler handler) { state_handler_ = std::move(handler); }
+
+    // Turns this client into a subscriber. probe_channel is re-subscribed every 2 s as the
+    // keep-alive; it should be a channel nobody publishes much on. Before start().
+    void enable_subscriber(std::string probe_channel, RedisMessageHandler on_message,
+                           RedisSubscribedHandler on_subscribed);
+
+    // Subscriber mode: queues SUBSCRIBE or UNSUBSCRIBE of channels; false (nothing sent)
+    // while disconnected, in which case the owner subscribes again on the next "up".
+    bool subscribe(const std::vector<std::string> &channels);
+    bool unsubscribe(const std::vector<std::string> &channels);
+
     // Sends one command. An error reply from Redis becomes StatusCode::internal with
     // Redis's text; a lost or absent connection, StatusCode::unavailable.
     asio::awaitable<Result<RedisValue>> command(RedisArgs args);
@@ -84,6 +112,7 @@ public:
 
     struct PendingCall;
     struct Adapter;
+    struct Subscriber;
 
 private:
     void connect();
@@ -91,6 +120,8 @@ private:
     void drop_connection(const char *why);
     asio::awaitable<void> keep_alive();
     void submit(const RedisArgs &args, PendingCall *call);
+    bool submit_subscription(const char *verb, const std::vector<std::string> &channels);
+    void notify_state(bool up);
     static void on_connect(const redisAsyncContext *ac, int status);
     static void on_disconnect(const redisAsyncContext *ac, int status);
 
@@ -106,6 +137,8 @@ private:
     bool was_up_ = false;
     bool reported_down_ = false;
     std::shared_ptr<bool> alive_;   // tells the keep-alive loop the client still exists
+    RedisStateHandler state_handler_;
+    std::unique_ptr<Subscriber> subscriber_;   // set in subscriber mode
 };
 
 }  // namespace signalrd

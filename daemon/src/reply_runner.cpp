@@ -1,8 +1,21 @@
 #include "reply_runner.h"
 
+#include <algorithm>
+#include <deque>
+
 #include "uuid.h"
 
 namespace signalrd {
+
+namespace {
+
+// At most this many queued fragments go into one backlog entry.
+constexpr size_t max_batch = 256;
+
+// While shutting down, a write Redis cannot take is given up after this many tries.
+constexpr int stopping_attempts = 10;
+
+}  // namespace
 
 struct ReplyRunner::Reply {
     Reply(asio::any_io_executor ex, std::string conv, std::string id, std::string parent,
@@ -12,7 +25,11 @@ struct ReplyRunner::Reply {
           parent_id(std::move(parent)),
           created_ms(created),
           control(ex),
-          lease_timer(ex)
+          lease_timer(ex),
+          work(ex),
+          room(ex),
+          drained(ex),
+          pause(ex)
     {
     }
 
@@ -22,12 +39,33 @@ struct ReplyRunner::Reply {
     int64_t created_ms;
     ReplyControl control;
     asio::steady_timer lease_timer;
-    std::string text;                                   // what was published so far
+    // Timers used as wake-ups on the one loop thread: waits are for "forever" and
+    // cancel() wakes them; every waiter checks its condition again after waking.
+    asio::steady_timer work;                            // the writer: something queued
+    asio::steady_timer room;                            // the sink: the queue has room
+    asio::steady_timer drained;                         // finish(): the writer is done
+    asio::steady_timer pause;                           // between retries
+    std::string text;                                   // what was stored and shown so far
     std::vector<std::pair<std::string, size_t>> fragments;
-    std::optional<std::string> held;                    // the token not yet published
+    std::optional<std::string> held;                    // the token not yet queued
+    std::deque<Fragment> queued;                        // the hold-back queue
+    size_t in_flight = 0;                               // fragments being written
+    bool writer_running = false;
+    bool closing = false;                               // no more tokens: drain and stop
+    Status write_failure;                               // why the writer gave up
     bool interrupted = false;                           // cancelled by a shutdown
     bool done = false;
 };
+
+namespace {
+
+asio::awaitable<void> wait_for_wake(asio::steady_timer &timer)
+{
+    timer.expires_at(asio::steady_timer::time_point::max());
+    co_await timer.async_wait(use_nothrow);
+}
+
+}  // namespace
 
 ReplyRunner::ReplyRunner(asio::any_io_executor executor, ConversationStore &store,
                          FragmentBus &bus, Provider &provider)
@@ -45,6 +83,8 @@ void ReplyRunner::start(const NewTurn &turn)
     bus_.publish(turn.conversation_id, user_turn);
 
     ReplyRequest request{turn.conversation_id, turn.history};
+    reply->writer_running = true;
+    spawn_detached(executor_, write_queue(reply), "reply writer");
     spawn_detached(executor_, run(reply, std::move(request)), "reply");
     spawn_detached(executor_, keep_lease(reply), "reply lease");
 }
@@ -59,13 +99,41 @@ bool ReplyRunner::cancel(const std::string &conversation_id)
     return true;
 }
 
+bool ReplyRunner::cancel_reply(const std::string &conversation_id, const std::string &reply_id)
+{
+    auto it = replies_.find(conversation_id);
+    if (it == replies_.end() || it->second->reply_id != reply_id) {
+        return false;
+    }
+    it->second->control.cancel();
+    return true;
+}
+
 bool ReplyRunner::running(const std::string &conversation_id) const
 {
     return replies_.count(conversation_id) != 0;
 }
 
+size_t ReplyRunner::held_back() const
+{
+    size_t n = 0;
+    for (const auto &[id, reply] : replies_) {
+        n += reply->queued.size() + reply->in_flight;
+    }
+    return n;
+}
+
+void ReplyRunner::on_redis_up()
+{
+    for (auto &[id, reply] : replies_) {
+        reply->lease_timer.cancel();
+        reply->pause.cancel();
+    }
+}
+
 void ReplyRunner::shutdown()
 {
+    stopping_ = true;
     for (auto &[id, reply] : replies_) {
         reply->interrupted = true;
         reply->control.cancel();
@@ -76,7 +144,7 @@ asio::awaitable<void> ReplyRunner::run(std::shared_ptr<Reply> reply, ReplyReques
 {
     TokenSink sink = [this, reply](std::string token) -> asio::awaitable<Status> {
         if (reply->held) {
-            Status s = co_await emit(*reply, std::move(*reply->held));
+            Status s = co_await queue(*reply, std::move(*reply->held));
             if (!s.is_ok()) {
                 co_return s;
             }
@@ -92,7 +160,7 @@ asio::awaitable<void> ReplyRunner::run(std::shared_ptr<Reply> reply, ReplyReques
     if (reply->control.cancelled()) {
         final_text = reply->interrupted ? interrupted_text : cancelled_text;
     } else if (!status.is_ok() || !reply->held) {
-        if (status.code() != StatusCode::not_found) {
+        if (status.code() != StatusCode::not_found && status.code() != StatusCode::conflict) {
             log_warn("reply %s in conversation %s failed: %s", reply->reply_id.c_str(),
                      reply->conversation_id.c_str(), status.message().c_str());
         }
@@ -112,49 +180,145 @@ asio::awaitable<void> ReplyRunner::keep_lease(std::shared_ptr<Reply> reply)
         if (reply->done) {
             break;
         }
-        Status s = co_await store_.renew_lease(reply->conversation_id, reply->reply_id);
-        if (!s.is_ok() && s.code() != StatusCode::unavailable) {
-            log_warn("reply %s lost its lease: %s", reply->reply_id.c_str(), s.message().c_str());
+        Result<bool> r = co_await store_.renew_lease(reply->conversation_id, reply->reply_id);
+        if (r.is_ok() && *r) {
+            reply->control.cancel();
+        } else if (!r.is_ok() && r.status().code() != StatusCode::unavailable) {
+            log_warn("reply %s lost its lease: %s", reply->reply_id.c_str(),
+                     r.status().message().c_str());
             reply->control.cancel();
         }
     }
 }
 
-asio::awaitable<Status> ReplyRunner::emit(Reply &reply, std::string text)
+// Waits for room in the hold-back queue (this is the bound), then queues the text.
+asio::awaitable<Status> ReplyRunner::queue(Reply &reply, std::string text)
 {
-    Fragment f{reply.reply_id, sender_assistant, std::move(text), new_uuid_v7(), false};
-
-    Status s = co_await store_.append_fragment(reply.conversation_id, f);
-    if (!s.is_ok()) {
-        co_return s;
+    while (reply.queued.size() + reply.in_flight >= hold_back_limit_ &&
+           reply.write_failure.is_ok() && !reply.control.cancelled()) {
+        co_await wait_for_wake(reply.room);
     }
-    reply.text += f.text;
-    reply.fragments.emplace_back(f.fragment_id, reply.text.size());
-    bus_.publish(reply.conversation_id, {ConversationEvent::Kind::fragment, f});
+    if (!reply.write_failure.is_ok()) {
+        co_return reply.write_failure;
+    }
+    reply.queued.push_back({reply.reply_id, sender_assistant, std::move(text), new_uuid_v7(),
+                            false});
+    reply.work.cancel();
     co_return Status::ok();
+}
+
+asio::awaitable<void> ReplyRunner::write_queue(std::shared_ptr<Reply> reply)
+{
+    for (;;) {
+        if (reply->queued.empty()) {
+            if (reply->closing) {
+                break;
+            }
+            co_await wait_for_wake(reply->work);
+            continue;
+        }
+
+        size_t n = std::min(reply->queued.size(), max_batch);
+        std::vector<Fragment> batch(reply->queued.begin(), reply->queued.begin() + n);
+        reply->queued.erase(reply->queued.begin(), reply->queued.begin() + n);
+        reply->in_flight = n;
+
+        Status s = co_await write_batch(*reply, batch);
+        reply->in_flight = 0;
+        reply->room.cancel();
+        if (!s.is_ok()) {
+            // what is still queued can no longer be stored in order: it is dropped
+            reply->write_failure = s;
+            reply->queued.clear();
+            reply->control.cancel();
+            break;
+        }
+    }
+    reply->writer_running = false;
+    reply->drained.cancel();
+}
+
+// Pauses before another try; false when it is time to give up.
+asio::awaitable<bool> ReplyRunner::retry_pause(Reply &reply, int attempt)
+{
+    if (stopping_ && attempt >= stopping_attempts) {
+        co_return false;
+    }
+    // 50 ms doubling to 1 s; on_redis_up() cuts a pause short
+    auto delay = std::chrono::milliseconds(std::min(1000, 50 << std::min(attempt, 5)));
+    reply.pause.expires_after(delay);
+    co_await reply.pause.async_wait(use_nothrow);
+    co_return true;
+}
+
+asio::awaitable<Status> ReplyRunner::write_batch(Reply &reply, const std::vector<Fragment> &batch)
+{
+    for (int attempt = 0;; attempt++) {
+        Result<AppendResult> r = co_await store_.append_batch(reply.conversation_id, batch);
+        if (r.is_ok()) {
+            for (const Fragment &f : batch) {
+                reply.text += f.text;
+                reply.fragments.emplace_back(f.fragment_id, reply.text.size());
+                bus_.publish(reply.conversation_id, {ConversationEvent::Kind::fragment, f});
+            }
+            if (r->cancel_requested) {
+                reply.control.cancel();
+            }
+            co_return Status::ok();
+        }
+        if (r.status().code() != StatusCode::unavailable) {
+            co_return r.status();
+        }
+        if (!co_await retry_pause(reply, attempt)) {
+            co_return r.status();
+        }
+    }
 }
 
 asio::awaitable<void> ReplyRunner::finish(Reply &reply, std::string final_text)
 {
+    reply.closing = true;
+    reply.work.cancel();
+    while (reply.writer_running) {
+        co_await wait_for_wake(reply.drained);
+    }
+
     Fragment f{reply.reply_id, sender_assistant, std::move(final_text), new_uuid_v7(), true};
     StoredMessage m{reply.reply_id, sender_assistant, reply.text + f.text, reply.parent_id,
                     reply.created_ms, reply.fragments};
-
     m.fragments.emplace_back(f.fragment_id, m.text.size());
-    Status s = co_await store_.complete_reply(reply.conversation_id, m, f);
-    if (!s.is_ok() && s.code() != StatusCode::not_found) {
+
+    Status s = reply.write_failure;
+    if (s.is_ok()) {
+        s = co_await store_end(reply, m, f);
+    }
+    if (s.is_ok()) {
+        bus_.publish(reply.conversation_id, {ConversationEvent::Kind::fragment, f});
+    } else if (s.code() == StatusCode::unavailable) {
+        // the lease runs out and another instance (or this one, restarted) ends the reply
         log_warn("storing the end of reply %s failed: %s", reply.reply_id.c_str(),
                  s.message().c_str());
+    } else if (s.code() == StatusCode::conflict) {
+        log_info("reply %s was ended elsewhere: %s", reply.reply_id.c_str(),
+                 s.message().c_str());
     }
-
-    // published even when it could not be stored, so that live streams see the end
-    bus_.publish(reply.conversation_id, {ConversationEvent::Kind::fragment, f});
 
     reply.done = true;
     reply.lease_timer.cancel();
     auto it = replies_.find(reply.conversation_id);
     if (it != replies_.end() && it->second.get() == &reply) {
         replies_.erase(it);
+    }
+}
+
+asio::awaitable<Status> ReplyRunner::store_end(Reply &reply, const StoredMessage &m,
+                                               const Fragment &f)
+{
+    for (int attempt = 0;; attempt++) {
+        Status s = co_await store_.complete_reply(reply.conversation_id, m, f);
+        if (s.code() != StatusCode::unavailable || !co_await retry_pause(reply, attempt)) {
+            co_return s;
+        }
     }
 }
 
@@ -166,14 +330,19 @@ bool ReplyRunner::abandoned(const ConversationSnapshot &snapshot) const
     return !snapshot.reply_running || snapshot.lease_is_ours;
 }
 
-asio::awaitable<Status> ReplyRunner::recover(const ConversationSnapshot &snapshot)
+asio::awaitable<Status> ReplyRunner::recover(const ConversationSnapshot &snapshot,
+                                             const std::string &listed_reply_id)
 {
-    if (!abandoned(snapshot)) {
+    std::vector<Fragment> unfinished = unfinished_fragments(snapshot);
+    const std::string reply_id = unfinished.empty() ? listed_reply_id
+                                                    : unfinished.front().message_id;
+    bool finished = std::any_of(snapshot.messages.begin(), snapshot.messages.end(),
+                                [&](const StoredMessage &m) { return m.id == reply_id; });
+    if (reply_id.empty() || finished || running(snapshot.id) ||
+        (snapshot.reply_running && !snapshot.lease_is_ours)) {
         co_return Status::ok();
     }
-    std::vector<Fragment> unfinished = unfinished_fragments(snapshot);
 
-    const std::string reply_id = unfinished.front().message_id;
     Status s = co_await store_.claim_lease(snapshot.id, reply_id);
     if (!s.is_ok()) {
         co_return s.code() == StatusCode::conflict ? Status::ok() : s;

@@ -8,6 +8,16 @@
 // final fragment saying so; one that fails, with a generic apology; one that a shutdown
 // or a crash cut short, with a final fragment saying it was interrupted. The stored
 // message's text is always the concatenation of its fragments' texts.
+//
+// Between the model and Redis sits one bounded queue per reply, the hold-back queue:
+// tokens wait there while their backlog write is in flight or Redis is away. A writer
+// takes whatever queued as one batch (one backlog entry, one script, see
+// conversation_store.h), retries it while Redis is unreachable, and only then shows its
+// fragments to live streams. At the bound (hold_back_limit fragments) the provider is
+// made to wait: the token sink does not return until there is room, so no token is
+// dropped and memory stays bounded; a model that streams over HTTP is then simply read
+// more slowly. A batch whose outcome is unknown (the link dropped mid-command) is sent
+// again as it was; the store recognises a repeat, so nothing is stored twice.
 
 #pragma once
 
@@ -28,8 +38,13 @@ inline constexpr const char *failed_text = "Sorry, the reply could not be comple
 
 class ReplyRunner {
 public:
+    static constexpr size_t default_hold_back_limit = 1024;
+
     ReplyRunner(asio::any_io_executor executor, ConversationStore &store, FragmentBus &bus,
                 Provider &provider);
+
+    // Bounds each reply's hold-back queue (at least 1).
+    void set_hold_back_limit(size_t limit) { hold_back_limit_ = limit == 0 ? 1 : limit; }
 
     // Publishes the user turn just stored and starts the reply whose lease it holds.
     void start(const NewTurn &turn);
@@ -37,8 +52,17 @@ public:
     // Stops the conversation's reply if it runs here; returns whether one did.
     bool cancel(const std::string &conversation_id);
 
+    // Stops that reply if it is the one running here (a cancel from another instance).
+    bool cancel_reply(const std::string &conversation_id, const std::string &reply_id);
+
     bool running(const std::string &conversation_id) const;
     size_t active() const { return replies_.size(); }
+
+    // Fragments queued toward Redis, over every reply.
+    size_t held_back() const;
+
+    // Redis is back: renew every lease now rather than at the next period.
+    void on_redis_up();
 
     // Interrupts every reply; they end (and are stored) shortly after.
     void shutdown();
@@ -48,21 +72,31 @@ public:
     bool abandoned(const ConversationSnapshot &snapshot) const;
 
     // Ends an abandoned reply: takes its lease and stores a final "interrupted"
-    // fragment, which live streams then receive. Does nothing for any other snapshot.
-    asio::awaitable<Status> recover(const ConversationSnapshot &snapshot);
+    // fragment, which live streams then receive. listed_reply_id names the reply when no
+    // fragment of it was stored (its instance died before the first one); the backlog's
+    // unfinished fragments win over it. Does nothing for a reply that runs here, runs
+    // under another live instance's lease, or has ended.
+    asio::awaitable<Status> recover(const ConversationSnapshot &snapshot,
+                                    const std::string &listed_reply_id = "");
 
 private:
     struct Reply;
 
     asio::awaitable<void> run(std::shared_ptr<Reply> reply, ReplyRequest request);
     asio::awaitable<void> keep_lease(std::shared_ptr<Reply> reply);
-    asio::awaitable<Status> emit(Reply &reply, std::string text);
+    asio::awaitable<Status> queue(Reply &reply, std::string text);
+    asio::awaitable<void> write_queue(std::shared_ptr<Reply> reply);
+    asio::awaitable<Status> write_batch(Reply &reply, const std::vector<Fragment> &batch);
+    asio::awaitable<bool> retry_pause(Reply &reply, int attempt);
     asio::awaitable<void> finish(Reply &reply, std::string final_text);
+    asio::awaitable<Status> store_end(Reply &reply, const StoredMessage &m, const Fragment &f);
 
     asio::any_io_executor executor_;
     ConversationStore &store_;
     FragmentBus &bus_;
     Provider &provider_;
+    size_t hold_back_limit_ = default_hold_back_limit;
+    bool stopping_ = false;
     std::unordered_map<std::string, std::shared_ptr<Reply>> replies_;   // by conversation
 };
 

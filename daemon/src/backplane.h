@@ -1,0 +1,145 @@
+// The Redis backplane: what one instance needs from the others, over Redis pub/sub.
+//
+// Channels, under the key prefix P (see docs/backplane.md):
+//
+//   P:conversation:{ID}:channel     a conversation's new fragments and its deletion,
+//                                   published by the scripts that store them
+//                                   (conversation_store.h)
+//   P:instance:NAME                 commands for one instance: cancel a reply it runs
+//   P:hub:HUB:all                   hub messages for every connection of the hub
+//   P:hub:HUB:user:USER             ... for every connection of that user
+//   P:hub:HUB:group:GROUP           ... for every connection in that group
+//   P:hub:HUB:connection:ID         ... for one connection, and its group changes
+//
+// An instance subscribes only to what it holds: its own instance channel, the channels
+// of the conversations its streams follow (while they do, and 5 s beyond, so a client
+// that resumes at once does not make it unsubscribe and subscribe again), and the hub,
+// user, group and connection channels of the connections it holds. It uses a Redis
+// connection of its own (a subscribed connection can do nothing else).
+//
+// Pub/sub forgets what it cannot deliver, so a conversation stream never depends on it
+// alone: a stream starts only once its conversation's subscription is confirmed (then
+// reads the stored conversation; what is published later arrives here), and when the
+// pub/sub link comes back after a drop, every followed conversation is read from the
+// backlog after the last entry seen, while new messages wait in a bounded buffer, so
+// that the two join without a gap. Streams drop what they already had (chat_hub.h), so
+// nothing reaches a client twice either.
+//
+// Hub messages are fire-and-forget, as in ASP.NET Core's Redis backplane: a connection
+// that is not connected while one is published does not get it.
+
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "conversation_store.h"
+#include "fragment_bus.h"
+#include "hub_registry.h"
+#include "redis_client.h"
+
+namespace signalrd {
+
+// Who a hub message is for.
+struct HubAudience {
+    enum class Kind { all, user, group, connection };
+
+    Kind kind = Kind::all;
+    std::string hub;
+    std::string name;   // the user, group or connection id; empty for all
+};
+
+class Backplane final : public BusBridge {
+public:
+    static constexpr std::chrono::milliseconds ready_timeout{3000};
+    static constexpr std::chrono::milliseconds linger{5000};
+    // Live messages of one conversation held while it catches up from the backlog.
+    static constexpr size_t max_buffered_fragments = 10000;
+
+    using CancelHandler = std::function<void(const std::string &conversation_id,
+                                             const std::string &reply_id)>;
+
+    // commands: the shared command connection (for PUBLISH and backlog reads);
+    // endpoint: where the subscriber connection goes.
+    Backplane(asio::any_io_executor executor, RedisEndpoint endpoint, RedisClient &commands,
+              ConversationStore &store, FragmentBus &bus, HubRegistry &registry);
+    ~Backplane() override;
+
+    void set_cancel_handler(CancelHandler handler) { on_cancel_ = std::move(handler); }
+
+    void start();
+    void stop();
+
+    bool subscriber_up() const { return subscriber_.connected(); }
+    size_t subscription_count() const { return channels_.size() + 1; }
+
+    // BusBridge
+    void watch(const std::string &conversation_id) override;
+    void unwatch(const std::string &conversation_id) override;
+    asio::awaitable<void> ready(const std::string &conversation_id) override;
+
+    // The registry's observer: keeps the hub, user, connection and group channels.
+    void on_connection(const ConnectionInfo &connection, bool opened);
+
+    // Publishes an invocation of target(arguments) to the audience's connections on
+    // every instance, this one included. The value is the number of instances that
+    // received it (0: nobody holds such a connection). unavailable while Redis is down.
+    asio::awaitable<Result<long long>> send(const HubAudience &audience,
+                                            const std::string &target, const json_t *arguments);
+
+    // Adds a connection (held by any instance) to a group of its hub, or removes it.
+    // The value is false when no instance holds the connection.
+    asio::awaitable<Result<bool>> change_group(const std::string &hub,
+                                               const std::string &connection_id,
+                                               const std::string &group, bool join);
+
+    std::string audience_channel(const HubAudience &audience) const;
+
+private:
+    struct Channel;
+    struct LocalConnection {
+        std::string hub;
+        std::string user;
+        std::set<std::string> groups;
+    };
+
+    void on_state(bool up);
+    void on_message(const std::string &channel, const std::string &payload);
+    void on_subscribed(const std::string &channel);
+    void on_conversation_message(Channel &channel, const std::string &payload);
+    void on_instance_message(const std::string &payload);
+    void on_hub_message(const std::string &channel, const std::string &payload);
+    void deliver_invocation(const std::string &connection_id, const json_t *message);
+    void apply_group(const std::string &connection_id, const std::string &group, bool join);
+    void publish_fragments(const std::string &conversation_id, const std::string &entry_id,
+                           const json_t *message);
+
+    void hold(const std::string &channel);
+    void release(const std::string &channel);
+    asio::awaitable<void> catch_up(std::string channel);
+    asio::awaitable<void> expire_idle(std::shared_ptr<bool> alive);
+
+    asio::any_io_executor executor_;
+    RedisClient subscriber_;
+    RedisClient &commands_;
+    ConversationStore &store_;
+    FragmentBus &bus_;
+    HubRegistry &registry_;
+    std::string instance_channel_;
+    CancelHandler on_cancel_;
+    std::unordered_map<std::string, std::unique_ptr<Channel>> channels_;
+    std::unordered_map<std::string, LocalConnection> connections_;
+    // (hub, name) -> connection ids, for users and for groups
+    std::map<std::pair<std::string, std::string>, std::set<std::string>> users_;
+    std::map<std::pair<std::string, std::string>, std::set<std::string>> groups_;
+    std::map<std::string, std::set<std::string>> hubs_;
+    asio::steady_timer idle_timer_;
+    std::shared_ptr<bool> alive_;
+};
+
+}  // namespace signalrd
