@@ -28,12 +28,16 @@ redis.call('PERSIST', KEYS[3])
 return {'ok', parent}
 )lua";
 
-// KEYS: conversation, backlog. ARGV: id, sender, text, fragmentId, isFinal, max length.
-// A conversation deleted mid-reply must not get its backlog back.
+// KEYS: conversation, backlog. ARGV: max length, then five fields (id, sender, text,
+// fragmentId, isFinal) per fragment, in order. A conversation deleted mid-reply must
+// not get its backlog back.
 const char *const append_script = R"lua(
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'id', ARGV[1], 'sender', ARGV[2],
-           'text', ARGV[3], 'fragmentId', ARGV[4], 'isFinal', ARGV[5])
+for i = 2, #ARGV, 5 do
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', 'id', ARGV[i],
+               'sender', ARGV[i + 1], 'text', ARGV[i + 2], 'fragmentId', ARGV[i + 3],
+               'isFinal', ARGV[i + 4])
+end
 return 1
 )lua";
 
@@ -353,11 +357,20 @@ asio::awaitable<Status> ConversationStore::remove(const std::string &id, const s
 asio::awaitable<Status> ConversationStore::append_fragment(const std::string &id,
                                                            const Fragment &f)
 {
-    RedisArgs args = {"EVAL", append_script, "2", conversation_key(id), backlog_key(id)};
-    for (std::string &a : fragment_args(f)) {
-        args.push_back(std::move(a));
+    std::vector<Fragment> one(1, f);
+    co_return co_await append_fragments(id, one);
+}
+
+asio::awaitable<Status> ConversationStore::append_fragments(const std::string &id,
+                                                            const std::vector<Fragment> &fs)
+{
+    RedisArgs args = {"EVAL", append_script, "2", conversation_key(id), backlog_key(id),
+                      backlog_max_len};
+    for (const Fragment &f : fs) {
+        for (std::string &a : fragment_args(f)) {
+            args.push_back(std::move(a));
+        }
     }
-    args.push_back(backlog_max_len);
 
     Result<RedisValue> r = co_await redis_.command(std::move(args));
     if (!r.is_ok()) {

@@ -68,6 +68,10 @@ public:
     // Appends a fragment of the reply in progress. not_found if the conversation is gone.
     asio::awaitable<Status> append_fragment(const std::string &id, const Fragment &fragment);
 
+    // Appends several fragments, in order, in one step (one round trip).
+    asio::awaitable<Status> append_fragments(const std::string &id,
+                                             const std::vector<Fragment> &fragments);
+
     // Ends a reply: stores its final fragment and the finished message, starts the
     // backlog's expiry and releases the lease, in one step.
     asio::awaitable<Status> complete_reply(const std::string &id, const StoredMessage &message,

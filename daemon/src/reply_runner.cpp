@@ -12,7 +12,8 @@ struct ReplyRunner::Reply {
           parent_id(std::move(parent)),
           created_ms(created),
           control(ex),
-          lease_timer(ex)
+          lease_timer(ex),
+          flushed(ex)
     {
     }
 
@@ -25,6 +26,11 @@ struct ReplyRunner::Reply {
     std::string text;                                   // what was published so far
     std::vector<std::pair<std::string, size_t>> fragments;
     std::optional<std::string> held;                    // the token not yet published
+    std::vector<Fragment> queued;                       // waiting for their write
+    bool flushing = false;                              // a flush() runs
+    asio::steady_timer flushed;                         // cancelled when a flush() ends
+    Status write_error;                                 // the first failed write
+    size_t emitted = 0;                                 // tokens given to emit()
     bool interrupted = false;                           // cancelled by a shutdown
     bool done = false;
 };
@@ -75,8 +81,11 @@ void ReplyRunner::shutdown()
 asio::awaitable<void> ReplyRunner::run(std::shared_ptr<Reply> reply, ReplyRequest request)
 {
     TokenSink sink = [this, reply](std::string token) -> asio::awaitable<Status> {
+        if (live_tokens_) {
+            co_return emit(reply, std::move(token));
+        }
         if (reply->held) {
-            Status s = co_await emit(*reply, std::move(*reply->held));
+            Status s = emit(reply, std::move(*reply->held));
             if (!s.is_ok()) {
                 co_return s;
             }
@@ -86,18 +95,24 @@ asio::awaitable<void> ReplyRunner::run(std::shared_ptr<Reply> reply, ReplyReques
     };
 
     Status status = co_await provider_.generate(request, reply->control, sink);
+    co_await drain(*reply);
+    if (status.is_ok() && !reply->write_error.is_ok()) {
+        status = reply->write_error;
+    }
 
     // a held token was never shown: on cancel or failure it is simply dropped
     std::string final_text;
+    bool produced = reply->held || (live_tokens_ && reply->emitted > 0);
     if (reply->control.cancelled()) {
         final_text = reply->interrupted ? interrupted_text : cancelled_text;
-    } else if (!status.is_ok() || !reply->held) {
+    } else if (!status.is_ok() || !produced) {
         if (status.code() != StatusCode::not_found) {
             log_warn("reply %s in conversation %s failed: %s", reply->reply_id.c_str(),
-                     reply->conversation_id.c_str(), status.message().c_str());
+                     reply->conversation_id.c_str(),
+                     status.is_ok() ? "the model sent no text" : status.message().c_str());
         }
         final_text = failed_text;
-    } else {
+    } else if (reply->held) {
         final_text = std::move(*reply->held);
     }
 
@@ -120,18 +135,57 @@ asio::awaitable<void> ReplyRunner::keep_lease(std::shared_ptr<Reply> reply)
     }
 }
 
-asio::awaitable<Status> ReplyRunner::emit(Reply &reply, std::string text)
+Status ReplyRunner::emit(const std::shared_ptr<Reply> &reply, std::string text)
 {
-    Fragment f{reply.reply_id, sender_assistant, std::move(text), new_uuid_v7(), false};
-
-    Status s = co_await store_.append_fragment(reply.conversation_id, f);
-    if (!s.is_ok()) {
-        co_return s;
+    if (!reply->write_error.is_ok()) {
+        return reply->write_error;
     }
-    reply.text += f.text;
-    reply.fragments.emplace_back(f.fragment_id, reply.text.size());
-    bus_.publish(reply.conversation_id, {ConversationEvent::Kind::fragment, f});
-    co_return Status::ok();
+    reply->emitted++;
+    reply->queued.push_back(
+        Fragment{reply->reply_id, sender_assistant, std::move(text), new_uuid_v7(), false});
+    if (!reply->flushing) {
+        reply->flushing = true;
+        spawn_detached(executor_, flush(reply), "backlog write");
+    }
+    return Status::ok();
+}
+
+asio::awaitable<void> ReplyRunner::flush(std::shared_ptr<Reply> reply)
+{
+    if (batching_.max_delay.count() > 0) {
+        asio::steady_timer linger(executor_, batching_.max_delay);
+        co_await linger.async_wait(use_nothrow);
+    }
+
+    while (!reply->queued.empty() && reply->write_error.is_ok()) {
+        size_t n = std::min<size_t>(reply->queued.size(), std::max(1u, batching_.max_fragments));
+        std::vector<Fragment> batch(std::make_move_iterator(reply->queued.begin()),
+                                    std::make_move_iterator(reply->queued.begin() + n));
+        reply->queued.erase(reply->queued.begin(), reply->queued.begin() + n);
+
+        Status s = co_await store_.append_fragments(reply->conversation_id, batch);
+        if (!s.is_ok()) {
+            // nothing of this batch or after it was shown; the reply ends as failed
+            reply->write_error = s;
+            reply->queued.clear();
+            break;
+        }
+        for (Fragment &f : batch) {
+            reply->text += f.text;
+            reply->fragments.emplace_back(f.fragment_id, reply->text.size());
+            bus_.publish(reply->conversation_id, {ConversationEvent::Kind::fragment, f});
+        }
+    }
+    reply->flushing = false;
+    reply->flushed.cancel();
+}
+
+asio::awaitable<void> ReplyRunner::drain(Reply &reply)
+{
+    while (reply.flushing) {
+        reply.flushed.expires_after(std::chrono::seconds(1));
+        co_await reply.flushed.async_wait(use_nothrow);
+    }
 }
 
 asio::awaitable<void> ReplyRunner::finish(Reply &reply, std::string final_text)

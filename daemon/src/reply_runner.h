@@ -3,11 +3,22 @@
 // be replayed after any failure. One reply per conversation at a time, guarded across
 // instances by the lease in Redis (see conversation_store.h).
 //
-// A reply's last token is held back until the provider says whether another follows,
-// so that the last fragment can carry isFinal. A reply that is cancelled ends with a
-// final fragment saying so; one that fails, with a generic apology; one that a shutdown
-// or a crash cut short, with a final fragment saying it was interrupted. The stored
-// message's text is always the concatenation of its fragments' texts.
+// Fragments are stored in batches: while one write to Redis is in flight, the tokens
+// that arrive queue behind it and go in the next write, as one Redis call of at most
+// max_fragments (group commit); max_delay, when set, also lets a write wait that long
+// for more. A fragment is published only once its write succeeded, so a client is
+// never shown what a crash could lose, and a resume never repeats or skips text.
+//
+// By default a reply's last token is held back until the provider says whether another
+// follows, so that the last fragment can carry isFinal and text (the demo provider).
+// With live tokens, every token is sent as it arrives and a reply that the model
+// finished ends with an empty final fragment: a streaming model only says it is done
+// after its last token, and holding each token until the next would delay them all.
+//
+// A reply that is cancelled ends with a final fragment saying so; one that fails, with
+// a generic apology; one that a shutdown or a crash cut short, with a final fragment
+// saying it was interrupted. The stored message's text is always the concatenation of
+// its fragments' texts.
 
 #pragma once
 
@@ -26,10 +37,18 @@ inline constexpr const char *cancelled_text = "Generation was cancelled.";
 inline constexpr const char *interrupted_text = "Generation was interrupted.";
 inline constexpr const char *failed_text = "Sorry, the reply could not be completed.";
 
+struct BacklogBatching {
+    uint32_t max_fragments = 32;
+    std::chrono::milliseconds max_delay{0};
+};
+
 class ReplyRunner {
 public:
     ReplyRunner(asio::any_io_executor executor, ConversationStore &store, FragmentBus &bus,
                 Provider &provider);
+
+    void set_batching(BacklogBatching batching) { batching_ = batching; }
+    void set_live_tokens(bool live) { live_tokens_ = live; }
 
     // Publishes the user turn just stored and starts the reply whose lease it holds.
     void start(const NewTurn &turn);
@@ -56,13 +75,17 @@ private:
 
     asio::awaitable<void> run(std::shared_ptr<Reply> reply, ReplyRequest request);
     asio::awaitable<void> keep_lease(std::shared_ptr<Reply> reply);
-    asio::awaitable<Status> emit(Reply &reply, std::string text);
+    Status emit(const std::shared_ptr<Reply> &reply, std::string text);
+    asio::awaitable<void> flush(std::shared_ptr<Reply> reply);
+    asio::awaitable<void> drain(Reply &reply);
     asio::awaitable<void> finish(Reply &reply, std::string final_text);
 
     asio::any_io_executor executor_;
     ConversationStore &store_;
     FragmentBus &bus_;
     Provider &provider_;
+    BacklogBatching batching_;
+    bool live_tokens_ = false;
     std::unordered_map<std::string, std::shared_ptr<Reply>> replies_;   // by conversation
 };
 
