@@ -303,6 +303,7 @@ void ChatHub::forget(Stream &stream)
     }
     stream.active = false;
     bus_.unsubscribe(stream.conversation_id, stream.bus_handle);
+    left(stream.conversation_id);
 
     auto conn = streams_.find(stream.connection_id);
     if (conn == streams_.end()) {
@@ -328,6 +329,18 @@ void ChatHub::on_disconnected(const ConnectionInfo &connection)
     for (auto &[id, stream] : mine) {
         stream->active = false;
         bus_.unsubscribe(stream->conversation_id, stream->bus_handle);
+        left(stream->conversation_id);
+    }
+}
+
+void ChatHub::left(const std::string &conversation_id)
+{
+    // a shutdown interrupts replies itself, and says so in their final fragment
+    if (!cancel_unwatched_ || stopping_ || bus_.listener_count(conversation_id) != 0) {
+        return;
+    }
+    if (runner_.cancel(conversation_id)) {
+        log_debug("conversation %s: reply cancelled, nobody follows it", conversation_id.c_str());
     }
 }
 
@@ -335,6 +348,7 @@ void ChatHub::shutdown()
 {
     std::vector<std::shared_ptr<Stream>> all;
 
+    stopping_ = true;
     for (auto &[conn, mine] : streams_) {
         for (auto &[id, stream] : mine) {
             all.push_back(stream);

@@ -46,6 +46,10 @@ public:
 
     size_t stream_count() const;
 
+    // With on, a reply is cancelled as soon as the last stream following its
+    // conversation here goes (disposed, or its connection closed); the model stops.
+    void set_cancel_unwatched(bool on) { cancel_unwatched_ = on; }
+
 private:
     struct Stream;
     using StreamMap = std::map<std::string, std::shared_ptr<Stream>>;   // by invocation id
@@ -57,6 +61,7 @@ private:
     bool deliver(Stream &stream, const Fragment &fragment);
     void end_stream(Stream &stream, const char *error);
     void forget(Stream &stream);
+    void left(const std::string &conversation_id);
     void send_completion(const std::string &connection_id, const std::string &invocation_id,
                          const char *error);
 
@@ -66,6 +71,8 @@ private:
     ReplyRunner &runner_;
     ConnectionSink &sink_;
     std::unordered_map<std::string, StreamMap> streams_;   // by connection id
+    bool cancel_unwatched_ = false;
+    bool stopping_ = false;
 };
 
 // Parses Stream's arguments: [conversationId, streamContext]. The context may be

@@ -13,7 +13,7 @@ namespace signalrd {
 
 namespace {
 
-enum class KeyKind { text, count, log_level };
+enum class KeyKind { text, count, log_level, flag };
 
 struct KeySpec {
     const char *key;
@@ -37,6 +37,17 @@ const KeySpec key_specs[] = {
     {"ai_base_url", "AI_BASE_URL", KeyKind::text, 0, 0},
     {"ai_model", "AI_MODEL", KeyKind::text, 0, 0},
     {"ai_api_key", "AI_API_KEY", KeyKind::text, 0, 0},
+    {"ai_api_key_file", "AI_API_KEY_FILE", KeyKind::text, 0, 0},
+    {"ai_system_prompt", "AI_SYSTEM_PROMPT", KeyKind::text, 0, 0},
+    {"ai_temperature", "AI_TEMPERATURE", KeyKind::text, 0, 0},
+    {"ai_max_tokens", "AI_MAX_TOKENS", KeyKind::count, 0, 1000000},
+    {"ai_request_timeout", "AI_REQUEST_TIMEOUT", KeyKind::count, 1, 86400},
+    {"ai_first_token_timeout", "AI_FIRST_TOKEN_TIMEOUT", KeyKind::count, 1, 3600},
+    {"ai_retries", "AI_RETRIES", KeyKind::count, 0, 10},
+    {"ai_tls_verify", "AI_TLS_VERIFY", KeyKind::flag, 0, 0},
+    {"backlog_batch_fragments", "SIGNALRD_BACKLOG_BATCH_FRAGMENTS", KeyKind::count, 1, 1000},
+    {"backlog_batch_ms", "SIGNALRD_BACKLOG_BATCH_MS", KeyKind::count, 0, 1000},
+    {"cancel_unwatched", "SIGNALRD_CANCEL_UNWATCHED", KeyKind::flag, 0, 0},
     {"log_level", "SIGNALRD_LOG_LEVEL", KeyKind::log_level, 0, 0},
 };
 
@@ -71,6 +82,16 @@ std::string *text_field(Config &c, std::string_view key)
     if (key == "ai_base_url") return &c.ai_base_url;
     if (key == "ai_model") return &c.ai_model;
     if (key == "ai_api_key") return &c.ai_api_key;
+    if (key == "ai_api_key_file") return &c.ai_api_key_file;
+    if (key == "ai_system_prompt") return &c.ai_system_prompt;
+    if (key == "ai_temperature") return &c.ai_temperature;
+    return nullptr;
+}
+
+bool *flag_field(Config &c, std::string_view key)
+{
+    if (key == "ai_tls_verify") return &c.ai_tls_verify;
+    if (key == "cancel_unwatched") return &c.cancel_unwatched;
     return nullptr;
 }
 
@@ -81,6 +102,12 @@ uint32_t *count_field(Config &c, std::string_view key)
     if (key == "history_messages") return &c.history_messages;
     if (key == "backlog_ttl") return &c.backlog_ttl;
     if (key == "hold_back_fragments") return &c.hold_back_fragments;
+    if (key == "ai_max_tokens") return &c.ai_max_tokens;
+    if (key == "ai_request_timeout") return &c.ai_request_timeout;
+    if (key == "ai_first_token_timeout") return &c.ai_first_token_timeout;
+    if (key == "ai_retries") return &c.ai_retries;
+    if (key == "backlog_batch_fragments") return &c.backlog_batch_fragments;
+    if (key == "backlog_batch_ms") return &c.backlog_batch_ms;
     return nullptr;
 }
 
@@ -95,6 +122,15 @@ Status assign(const KeySpec &spec, std::string_view value, const std::string &wh
         } else {
             return Status::invalid_argument(where + ": log_level must be \"info\" or \"debug\"");
         }
+        return Status::ok();
+    }
+
+    if (spec.kind == KeyKind::flag) {
+        if (value != "on" && value != "off") {
+            return Status::invalid_argument(where + ": " + spec.key +
+                                            " must be \"on\" or \"off\"");
+        }
+        *flag_field(c, spec.key) = value == "on";
         return Status::ok();
     }
 

@@ -31,6 +31,17 @@ struct Config {
     std::string ai_base_url;             // empty: the demo provider
     std::string ai_model;
     std::string ai_api_key;              // never logged
+    std::string ai_api_key_file;         // the key in a file instead (wins over ai_api_key)
+    std::string ai_system_prompt;        // empty: no system message
+    std::string ai_temperature;          // decimal text, 0 to 2; empty: the server's default
+    uint32_t ai_max_tokens = 0;          // 0: not sent
+    uint32_t ai_request_timeout = 300;   // seconds for a whole reply
+    uint32_t ai_first_token_timeout = 60;   // seconds until the first token
+    uint32_t ai_retries = 2;             // extra attempts, only before the first token
+    bool ai_tls_verify = true;
+    uint32_t backlog_batch_fragments = 256; // fragments per backlog write at most
+    uint32_t backlog_batch_ms = 0;       // how long a backlog write may wait for more
+    bool cancel_unwatched = false;       // cancel a reply when its last stream goes
     LogLevel log_level = LogLevel::info;
 };
 

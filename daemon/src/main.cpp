@@ -24,6 +24,8 @@
 #include "demo_provider.h"
 #include "http_server.h"
 #include "hub_registry.h"
+#include "openai_provider.h"
+#include "provider_setup.h"
 #include "reply_sweeper.h"
 #include "token_claims.h"
 #include "worker_link.h"
@@ -69,12 +71,16 @@ std::string host_name()
 
 // Everything the daemon runs, in construction order.
 struct Daemon {
-    Daemon(asio::io_context &io, const Config &c, RedisEndpoint endpoint)
+    Daemon(asio::io_context &io, const Config &c, RedisEndpoint endpoint,
+           std::optional<OpenAiSettings> model)
         : config(c),
           redis(io.get_executor(), endpoint),
           store(redis, c.key_prefix, host_name() + ":" + c.worker_socket, c.history_messages,
                 c.backlog_ttl),
-          provider(c.demo_token_rate, c.demo_reply_tokens),
+          demo(c.demo_token_rate, c.demo_reply_tokens),
+          model_provider(model ? std::make_unique<OpenAiProvider>(io.get_executor(), *model)
+                               : nullptr),
+          provider(model_provider ? static_cast<Provider &>(*model_provider) : demo),
           runner(io.get_executor(), store, bus, provider),
           chat(io.get_executor(), store, bus, runner, registry),
           links(io.get_executor(), registry, LinkOptions{16u << 20, 0, host_name()}),
@@ -86,6 +92,10 @@ struct Daemon {
     {
         registry.add_hub(chat_hub_name, chat);
         wire_backplane();
+        runner.set_batching({c.backlog_batch_fragments,
+                             std::chrono::milliseconds(c.backlog_batch_ms)});
+        runner.set_live_tokens(model_provider != nullptr);
+        chat.set_cancel_unwatched(c.cancel_unwatched);
         api.set_health_details([this](json_t *body) {
             json_set_string(body, "backplane", backplane.subscriber_up() ? "up" : "down");
             json_object_set_new(body, "links", json_integer(links.link_count()));
@@ -95,6 +105,9 @@ struct Daemon {
             json_object_set_new(body, "heldBack", json_integer(runner.held_back()));
             json_object_set_new(body, "subscriptions",
                                 json_integer(backplane.subscription_count()));
+            if (model_provider) {
+                json_object_set_new(body, "provider", model_provider->stats_json().release());
+            }
         });
         api.set_readiness([this] { return backplane.subscriber_up(); });
     }
@@ -131,7 +144,9 @@ struct Daemon {
     RedisClient redis;
     ConversationStore store;
     FragmentBus bus;
-    DemoProvider provider;
+    DemoProvider demo;
+    std::unique_ptr<OpenAiProvider> model_provider;   // when a model endpoint is set
+    Provider &provider;
     ReplyRunner runner;
     HubRegistry registry;
     ChatHub chat;
@@ -203,13 +218,14 @@ int run(const Config &config)
         }
         dev_secret = *secret;
     }
-    if (!config.ai_base_url.empty()) {
-        // TODO(docs/operations.md): the OpenAI-compatible provider is not written yet
-        log_warn("ai_base_url is set, but this build only has the demo provider");
+    Result<std::optional<OpenAiSettings>> model = model_settings(config);
+    if (!model.is_ok()) {
+        log_error("%s", model.status().message().c_str());
+        return 1;
     }
 
     asio::io_context io(1);
-    Daemon d(io, config, *endpoint);
+    Daemon d(io, config, *endpoint, *model);
     if (!dev_secret.empty()) {
         d.api.enable_dev_tokens(dev_secret);
     }

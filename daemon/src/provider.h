@@ -1,6 +1,6 @@
-// The interface between a reply and the model that writes it. The demo provider
-// implements it now; an OpenAI-compatible streaming provider (libcurl multi on the same
-// loop) will implement it later, chosen by ai_base_url.
+// The interface between a reply and the model that writes it. Two providers implement
+// it: the demo (demo_provider.h) and the OpenAI-compatible streaming client
+// (openai_provider.h), chosen by ai_base_url.
 
 #pragma once
 
@@ -27,12 +27,22 @@ public:
 
     bool cancelled() const { return cancelled_; }
 
-    // Asks the provider to stop; a wait() in progress returns false at once.
+    // Asks the provider to stop; a wait() in progress returns false at once, and the
+    // hook set by on_cancel() runs before cancel() returns.
     void cancel()
     {
         cancelled_ = true;
         timer_.cancel();
+        if (hook_) {
+            std::function<void()> hook = hook_;   // the hook may replace itself
+            hook();
+        }
     }
+
+    // Sets what cancel() does besides waking wait(), e.g. aborting a transfer at once;
+    // an empty function removes it. The provider that sets one removes it before the
+    // state it refers to goes away.
+    void on_cancel(std::function<void()> hook) { hook_ = std::move(hook); }
 
     // Waits for d unless cancelled. Returns false when the reply was cancelled.
     asio::awaitable<bool> wait(std::chrono::nanoseconds d)
@@ -48,6 +58,7 @@ public:
 private:
     asio::steady_timer timer_;
     bool cancelled_ = false;
+    std::function<void()> hook_;
 };
 
 // Receives each token as the model produces it. A failed Status (the store is down)

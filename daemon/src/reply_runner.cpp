@@ -9,9 +9,6 @@ namespace signalrd {
 
 namespace {
 
-// At most this many queued fragments go into one backlog entry.
-constexpr size_t max_batch = 256;
-
 // While shutting down, a write Redis cannot take is given up after this many tries.
 constexpr int stopping_attempts = 10;
 
@@ -48,6 +45,7 @@ struct ReplyRunner::Reply {
     std::string text;                                   // what was stored and shown so far
     std::vector<std::pair<std::string, size_t>> fragments;
     std::optional<std::string> held;                    // the token not yet queued
+    size_t tokens = 0;                                  // tokens queued, over the reply
     std::deque<Fragment> queued;                        // the hold-back queue
     size_t in_flight = 0;                               // fragments being written
     bool writer_running = false;
@@ -55,6 +53,14 @@ struct ReplyRunner::Reply {
     Status write_failure;                               // why the writer gave up
     bool interrupted = false;                           // cancelled by a shutdown
     bool done = false;
+
+    // Cancels the reply (the provider's hook runs at once) and wakes a sink that waits
+    // for room, so that the provider sees the cancel even while Redis is away.
+    void stop()
+    {
+        control.cancel();
+        room.cancel();
+    }
 };
 
 namespace {
@@ -95,7 +101,7 @@ bool ReplyRunner::cancel(const std::string &conversation_id)
     if (it == replies_.end()) {
         return false;
     }
-    it->second->control.cancel();
+    it->second->stop();
     return true;
 }
 
@@ -105,7 +111,7 @@ bool ReplyRunner::cancel_reply(const std::string &conversation_id, const std::st
     if (it == replies_.end() || it->second->reply_id != reply_id) {
         return false;
     }
-    it->second->control.cancel();
+    it->second->stop();
     return true;
 }
 
@@ -136,13 +142,16 @@ void ReplyRunner::shutdown()
     stopping_ = true;
     for (auto &[id, reply] : replies_) {
         reply->interrupted = true;
-        reply->control.cancel();
+        reply->stop();
     }
 }
 
 asio::awaitable<void> ReplyRunner::run(std::shared_ptr<Reply> reply, ReplyRequest request)
 {
     TokenSink sink = [this, reply](std::string token) -> asio::awaitable<Status> {
+        if (live_tokens_) {
+            co_return co_await queue(*reply, std::move(token));
+        }
         if (reply->held) {
             Status s = co_await queue(*reply, std::move(*reply->held));
             if (!s.is_ok()) {
@@ -155,17 +164,20 @@ asio::awaitable<void> ReplyRunner::run(std::shared_ptr<Reply> reply, ReplyReques
 
     Status status = co_await provider_.generate(request, reply->control, sink);
 
-    // a held token was never shown: on cancel or failure it is simply dropped
+    // a held token was never shown: on cancel or failure it is simply dropped; with
+    // live tokens the final fragment of a finished reply is empty
     std::string final_text;
+    bool produced = reply->held || (live_tokens_ && reply->tokens > 0);
     if (reply->control.cancelled()) {
         final_text = reply->interrupted ? interrupted_text : cancelled_text;
-    } else if (!status.is_ok() || !reply->held) {
+    } else if (!status.is_ok() || !produced) {
         if (status.code() != StatusCode::not_found && status.code() != StatusCode::conflict) {
             log_warn("reply %s in conversation %s failed: %s", reply->reply_id.c_str(),
-                     reply->conversation_id.c_str(), status.message().c_str());
+                     reply->conversation_id.c_str(),
+                     status.is_ok() ? "the model sent no text" : status.message().c_str());
         }
         final_text = failed_text;
-    } else {
+    } else if (reply->held) {
         final_text = std::move(*reply->held);
     }
 
@@ -182,16 +194,17 @@ asio::awaitable<void> ReplyRunner::keep_lease(std::shared_ptr<Reply> reply)
         }
         Result<bool> r = co_await store_.renew_lease(reply->conversation_id, reply->reply_id);
         if (r.is_ok() && *r) {
-            reply->control.cancel();
+            reply->stop();
         } else if (!r.is_ok() && r.status().code() != StatusCode::unavailable) {
             log_warn("reply %s lost its lease: %s", reply->reply_id.c_str(),
                      r.status().message().c_str());
-            reply->control.cancel();
+            reply->stop();
         }
     }
 }
 
-// Waits for room in the hold-back queue (this is the bound), then queues the text.
+// Waits for room in the hold-back queue (this is the bound), then queues the text. A
+// token that comes after a cancel is dropped: the reply ends saying it was cancelled.
 asio::awaitable<Status> ReplyRunner::queue(Reply &reply, std::string text)
 {
     while (reply.queued.size() + reply.in_flight >= hold_back_limit_ &&
@@ -201,6 +214,10 @@ asio::awaitable<Status> ReplyRunner::queue(Reply &reply, std::string text)
     if (!reply.write_failure.is_ok()) {
         co_return reply.write_failure;
     }
+    if (reply.control.cancelled()) {
+        co_return Status::ok();
+    }
+    reply.tokens++;
     reply.queued.push_back({reply.reply_id, sender_assistant, std::move(text), new_uuid_v7(),
                             false});
     reply.work.cancel();
@@ -209,13 +226,23 @@ asio::awaitable<Status> ReplyRunner::queue(Reply &reply, std::string text)
 
 asio::awaitable<void> ReplyRunner::write_queue(std::shared_ptr<Reply> reply)
 {
+    const size_t max_batch = std::max<size_t>(1, batching_.max_fragments);
+    bool idle = true;
+
     for (;;) {
         if (reply->queued.empty()) {
             if (reply->closing) {
                 break;
             }
+            idle = true;
             co_await wait_for_wake(reply->work);
             continue;
+        }
+        if (idle) {
+            // tokens that queued behind a write have waited already; only a first one
+            // lingers for company
+            co_await gather(*reply);
+            idle = false;
         }
 
         size_t n = std::min(reply->queued.size(), max_batch);
@@ -230,12 +257,31 @@ asio::awaitable<void> ReplyRunner::write_queue(std::shared_ptr<Reply> reply)
             // what is still queued can no longer be stored in order: it is dropped
             reply->write_failure = s;
             reply->queued.clear();
-            reply->control.cancel();
+            reply->stop();
             break;
         }
     }
     reply->writer_running = false;
     reply->drained.cancel();
+}
+
+// Lets a write wait up to max_delay for more tokens, unless it is full already, the
+// hold-back queue is, or the reply is ending.
+asio::awaitable<void> ReplyRunner::gather(Reply &reply)
+{
+    if (batching_.max_delay.count() <= 0) {
+        co_return;
+    }
+    const size_t enough = std::min<size_t>(std::max<uint32_t>(1, batching_.max_fragments),
+                                           hold_back_limit_);
+    auto deadline = std::chrono::steady_clock::now() + batching_.max_delay;
+
+    while (reply.queued.size() < enough && !reply.closing && !reply.control.cancelled() &&
+           std::chrono::steady_clock::now() < deadline) {
+        // queue() and finish() cancel the timer; each wake checks again
+        reply.work.expires_at(deadline);
+        co_await reply.work.async_wait(use_nothrow);
+    }
 }
 
 // Pauses before another try; false when it is time to give up.
@@ -262,7 +308,7 @@ asio::awaitable<Status> ReplyRunner::write_batch(Reply &reply, const std::vector
                 bus_.publish(reply.conversation_id, {ConversationEvent::Kind::fragment, f});
             }
             if (r->cancel_requested) {
-                reply.control.cancel();
+                reply.stop();
             }
             co_return Status::ok();
         }

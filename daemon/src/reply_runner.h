@@ -3,24 +3,34 @@
 // be replayed after any failure. One reply per conversation at a time, guarded across
 // instances by the lease in Redis (see conversation_store.h).
 //
-// A reply's last token is held back until the provider says whether another follows,
-// so that the last fragment can carry isFinal. A reply that is cancelled ends with a
-// final fragment saying so; one that fails, with a generic apology; one that a shutdown
-// or a crash cut short, with a final fragment saying it was interrupted. The stored
-// message's text is always the concatenation of its fragments' texts.
+// By default a reply's last token is held back until the provider says whether another
+// follows, so that the last fragment can carry isFinal and text (the demo provider).
+// With live tokens, every token is queued as it arrives and a reply that the model
+// finished ends with an empty final fragment: a streaming model only says it is done
+// after its last token, and holding each token until the next would delay them all.
+// A reply that is cancelled ends with a final fragment saying so; one that fails, with
+// a generic apology; one that a shutdown or a crash cut short, with a final fragment
+// saying it was interrupted. The stored message's text is always the concatenation of
+// its fragments' texts.
 //
 // Between the model and Redis sits one bounded queue per reply, the hold-back queue:
 // tokens wait there while their backlog write is in flight or Redis is away. A writer
-// takes whatever queued as one batch (one backlog entry, one script, see
-// conversation_store.h), retries it while Redis is unreachable, and only then shows its
-// fragments to live streams. At the bound (hold_back_limit fragments) the provider is
-// made to wait: the token sink does not return until there is room, so no token is
-// dropped and memory stays bounded; a model that streams over HTTP is then simply read
-// more slowly. A batch whose outcome is unknown (the link dropped mid-command) is sent
-// again as it was; the store recognises a repeat, so nothing is stored twice.
+// takes whatever queued (at most BacklogBatching::max_fragments) as one batch (one
+// backlog entry, one script, see conversation_store.h), retries it while Redis is
+// unreachable, and only then shows its fragments to live streams. This is the only
+// batching: nothing waits to be batched unless max_delay is set, which lets the writer
+// wait that long after a first token for more. At the bound (hold_back_limit
+// fragments) the provider is made to wait: the token sink does not return until there
+// is room, so no token is dropped and memory stays bounded; a model that streams over
+// HTTP is then simply read more slowly. A cancel wakes a waiting sink at once; tokens
+// that arrive after a cancel are dropped. A batch whose outcome is unknown (the link
+// dropped mid-command) is sent again as it was; the store recognises a repeat, so
+// nothing is stored twice.
 
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -36,6 +46,12 @@ inline constexpr const char *cancelled_text = "Generation was cancelled.";
 inline constexpr const char *interrupted_text = "Generation was interrupted.";
 inline constexpr const char *failed_text = "Sorry, the reply could not be completed.";
 
+// How the writer groups a reply's queued fragments into backlog writes.
+struct BacklogBatching {
+    uint32_t max_fragments = 256;         // per write, at most (at least 1)
+    std::chrono::milliseconds max_delay{0};   // how long a write may wait for more
+};
+
 class ReplyRunner {
 public:
     static constexpr size_t default_hold_back_limit = 1024;
@@ -45,6 +61,11 @@ public:
 
     // Bounds each reply's hold-back queue (at least 1).
     void set_hold_back_limit(size_t limit) { hold_back_limit_ = limit == 0 ? 1 : limit; }
+
+    void set_batching(BacklogBatching batching) { batching_ = batching; }
+
+    // With live, tokens are not held back (see above): for streaming models.
+    void set_live_tokens(bool live) { live_tokens_ = live; }
 
     // Publishes the user turn just stored and starts the reply whose lease it holds.
     void start(const NewTurn &turn);
@@ -86,6 +107,7 @@ private:
     asio::awaitable<void> keep_lease(std::shared_ptr<Reply> reply);
     asio::awaitable<Status> queue(Reply &reply, std::string text);
     asio::awaitable<void> write_queue(std::shared_ptr<Reply> reply);
+    asio::awaitable<void> gather(Reply &reply);
     asio::awaitable<Status> write_batch(Reply &reply, const std::vector<Fragment> &batch);
     asio::awaitable<bool> retry_pause(Reply &reply, int attempt);
     asio::awaitable<void> finish(Reply &reply, std::string final_text);
@@ -96,6 +118,8 @@ private:
     FragmentBus &bus_;
     Provider &provider_;
     size_t hold_back_limit_ = default_hold_back_limit;
+    BacklogBatching batching_;
+    bool live_tokens_ = false;
     bool stopping_ = false;
     std::unordered_map<std::string, std::shared_ptr<Reply>> replies_;   // by conversation
 };

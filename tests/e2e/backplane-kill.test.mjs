@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 
+import { healthOf } from './lib/admin.mjs';
 import { startDeployment } from './lib/deployment.mjs';
 import { assertIncreasingFragmentIds } from './lib/fragments.mjs';
 import { FragmentStream, connect, textOf } from './lib/hub.mjs';
@@ -76,6 +77,10 @@ test('kill -9 of the generating daemon: its restart ends the reply, then new cha
         await waitFor(async () => (await A.pidOf('signalrd').catch(() => oldPid)) !== oldPid,
             'run-stack to start signalrd again');
         await A.waitHealthy();
+        // the daemon answers /healthz before nginx's workers have linked to it
+        // again, and a hub call meanwhile is answered "hub unavailable"
+        await waitFor(async () => (await healthOf(A)).json?.links >= 2,
+            'both nginx workers to link to the restarted daemon');
         const onA = await connect(A, { token });
         const fresh = await createChat(A, token, 'After the restart.');
         const next = new FragmentStream(onA, fresh);
