@@ -9,6 +9,9 @@
 
 
 static ngx_int_t ngx_http_signalr_auth_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_signalr_redact_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_signalr_auth_forbid(ngx_http_request_t *r,
+    const char *reason);
 static ngx_int_t ngx_http_signalr_auth_keep(ngx_http_request_t *r,
     ngx_http_signalr_ctx_t *ctx, sr_jwt_identity_t *id);
 static ngx_int_t ngx_http_signalr_auth_token(ngx_http_request_t *r,
@@ -35,7 +38,89 @@ ngx_http_signalr_auth_init(ngx_conf_t *cf)
 
     *h = ngx_http_signalr_auth_handler;
 
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_POST_READ_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_signalr_redact_handler;
+
     return NGX_OK;
+}
+
+
+/*
+ * nginx writes the request line into every error log line about a
+ * request, and into $request: with an access_token argument that would
+ * be a bearer token in the log. As soon as the request is read, the
+ * request line is replaced by a copy whose token values read
+ * "[redacted]"; $args and ngx_http_arg() still see the real query.
+ */
+
+static ngx_int_t
+ngx_http_signalr_redact_handler(ngx_http_request_t *r)
+{
+    u_char  *p, *last, *end, *dst, *line, *name;
+
+    static ngx_str_t  key = ngx_string("access_token=");
+    static ngx_str_t  mark = ngx_string("[redacted]");
+
+    if (r->args.len < key.len || r->request_line.len == 0
+        || ngx_strlcasestrn(r->args.data, r->args.data + r->args.len,
+                            key.data, key.len - 1)
+           == NULL)
+    {
+        return NGX_DECLINED;
+    }
+
+    p = r->request_line.data;
+    last = p + r->request_line.len;
+
+    /* the arguments are a part of the request line, as nginx parsed it */
+    if (r->args.data < p || r->args.data + r->args.len > last) {
+        return NGX_DECLINED;
+    }
+
+    /* each token value shrinks to at least the mark */
+    line = ngx_pnalloc(r->pool, r->request_line.len
+                                + (r->args.len / key.len + 1) * mark.len);
+    if (line == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    dst = ngx_cpymem(line, p, r->args.data - p);
+
+    p = r->args.data;
+    end = p + r->args.len;
+
+    while (p < end) {
+        name = p;
+
+        while (p < end && *p != '&') {
+            p++;
+        }
+
+        if ((size_t) (p - name) >= key.len
+            && ngx_strncasecmp(name, key.data, key.len) == 0)
+        {
+            dst = ngx_cpymem(dst, name, key.len);
+            dst = ngx_cpymem(dst, mark.data, mark.len);
+
+        } else {
+            dst = ngx_cpymem(dst, name, p - name);
+        }
+
+        if (p < end) {
+            *dst++ = *p++;
+        }
+    }
+
+    dst = ngx_cpymem(dst, end, last - end);
+
+    r->request_line.data = line;
+    r->request_line.len = dst - line;
+
+    return NGX_DECLINED;
 }
 
 
@@ -45,6 +130,7 @@ ngx_http_signalr_auth_handler(ngx_http_request_t *r)
     ngx_int_t                     rc;
     ngx_str_t                     token;
     sr_error_t                    err;
+    const char                   *reason;
     sr_jwt_identity_t             id;
     ngx_http_signalr_ctx_t       *ctx;
     ngx_http_signalr_loc_conf_t  *slcf;
@@ -100,7 +186,42 @@ ngx_http_signalr_auth_handler(ngx_http_request_t *r)
         return ngx_http_signalr_auth_reject(r, "unusable user claim");
     }
 
-    return rc;
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (ngx_http_signalr_authz_check(r, slcf, ctx->claims, &reason)
+        != NGX_OK)
+    {
+        return ngx_http_signalr_auth_forbid(r, reason);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * A valid token without the rights the location requires: 403, and the
+ * request is not authenticated, so that no later step takes its user.
+ */
+
+static ngx_int_t
+ngx_http_signalr_auth_forbid(ngx_http_request_t *r, const char *reason)
+{
+    ngx_int_t                rc;
+    ngx_http_signalr_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_signalr_module);
+
+    if (ctx) {
+        ctx->authenticated = 0;
+    }
+
+    rc = ngx_http_signalr_send_problem(r, NGX_HTTP_FORBIDDEN, reason);
+
+    ngx_http_finalize_request(r, rc);
+
+    return NGX_DONE;
 }
 
 
@@ -129,6 +250,7 @@ ngx_http_signalr_auth_keep(ngx_http_request_t *r,
     /* the context's cleanup releases the claims from now on */
     ctx->claims = id->claims;
     id->claims = NULL;
+    ctx->expires = id->expires;
     ctx->authenticated = 1;
 
     return NGX_OK;
@@ -245,6 +367,10 @@ ngx_http_signalr_auth_merge(ngx_conf_t *cf,
     ngx_conf_merge_sec_value(conf->jwt_leeway, prev->jwt_leeway, 30);
     ngx_conf_merge_str_value(conf->jwt_user_claim, prev->jwt_user_claim,
                              "sub");
+
+    if (ngx_http_signalr_authz_merge(cf, prev, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
 
     if (conf->jwt_key_files == prev->jwt_key_files && prev->jwt_keys) {
         conf->jwt_keys = prev->jwt_keys;

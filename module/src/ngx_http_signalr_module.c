@@ -38,6 +38,17 @@ static ngx_conf_num_bounds_t  ngx_http_signalr_leeway_bounds = {
     ngx_conf_check_num_bounds, 0, 86400
 };
 
+static ngx_conf_num_bounds_t  ngx_http_signalr_invocation_id_bounds = {
+    ngx_conf_check_num_bounds, 1, NGX_HTTP_SIGNALR_MAX_INVOCATION_ID
+};
+
+static ngx_conf_num_bounds_t  ngx_http_signalr_arguments_bounds = {
+    ngx_conf_check_num_bounds, 1, NGX_HTTP_SIGNALR_MAX_ARGUMENTS
+};
+
+/* marks the rate limits for ngx_http_signalr_limit() */
+static ngx_uint_t  ngx_http_signalr_rate_limit = 1;
+
 
 static ngx_command_t  ngx_http_signalr_commands[] = {
 
@@ -172,6 +183,99 @@ static ngx_command_t  ngx_http_signalr_commands[] = {
       ngx_conf_set_str_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_signalr_loc_conf_t, jwt_user_claim),
+      NULL },
+
+    /* authorization and limits: ngx_http_signalr_authz.c, _limits.c */
+
+    { ngx_string("signalr_jwt_require_roles"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_signalr_str_list,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_signalr_loc_conf_t, jwt_roles),
+      NULL },
+
+    { ngx_string("signalr_jwt_require_scopes"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_signalr_str_list,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_signalr_loc_conf_t, jwt_scopes),
+      NULL },
+
+    { ngx_string("signalr_jwt_role_claims"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_signalr_str_list,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_signalr_loc_conf_t, jwt_role_claims),
+      NULL },
+
+    { ngx_string("signalr_jwt_scope_claims"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_signalr_str_list,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_signalr_loc_conf_t, jwt_scope_claims),
+      NULL },
+
+    { ngx_string("signalr_jwt_close_expired"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_signalr_loc_conf_t, jwt_close_expired),
+      NULL },
+
+    { ngx_string("signalr_max_invocation_id"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_signalr_loc_conf_t, max_invocation_id),
+      &ngx_http_signalr_invocation_id_bounds },
+
+    { ngx_string("signalr_max_arguments"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_signalr_loc_conf_t, max_arguments),
+      &ngx_http_signalr_arguments_bounds },
+
+    { ngx_string("signalr_max_streams"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_signalr_loc_conf_t, max_streams),
+      NULL },
+
+    { ngx_string("signalr_limit_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE23,
+      ngx_http_signalr_limit_zone,
+      0,
+      0,
+      NULL },
+
+    { ngx_string("signalr_limit_requests"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE123,
+      ngx_http_signalr_limit,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_signalr_loc_conf_t, limit_requests),
+      &ngx_http_signalr_rate_limit },
+
+    { ngx_string("signalr_limit_invocations"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE123,
+      ngx_http_signalr_limit,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_signalr_loc_conf_t, limit_invocations),
+      &ngx_http_signalr_rate_limit },
+
+    { ngx_string("signalr_limit_connections"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_signalr_limit,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_signalr_loc_conf_t, limit_connections),
+      NULL },
+
+    { ngx_string("signalr_limit_streams"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_signalr_limit,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_signalr_loc_conf_t, limit_streams),
       NULL },
 
       ngx_null_command
@@ -378,6 +482,8 @@ ngx_http_signalr_status_title(ngx_uint_t status)
         return "Conflict";
     case 426:
         return "Upgrade Required";
+    case NGX_HTTP_TOO_MANY_REQUESTS:
+        return "Too Many Requests";
     case NGX_HTTP_SERVICE_UNAVAILABLE:
         return "Service Unavailable";
     default:
@@ -730,6 +836,11 @@ ngx_http_signalr_redacted_args_variable(ngx_http_request_t *r,
 static ngx_int_t
 ngx_http_signalr_postconfiguration(ngx_conf_t *cf)
 {
+    /* first, so that its access handler runs after the token check */
+    if (ngx_http_signalr_limits_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_signalr_auth_init(cf);
 }
 
@@ -1003,6 +1114,18 @@ ngx_http_signalr_create_loc_conf(ngx_conf_t *cf)
     slcf->jwt_key_files = NGX_CONF_UNSET_PTR;
     slcf->jwt_audiences = NGX_CONF_UNSET_PTR;
     slcf->jwt_leeway = NGX_CONF_UNSET;
+    slcf->jwt_roles = NGX_CONF_UNSET_PTR;
+    slcf->jwt_scopes = NGX_CONF_UNSET_PTR;
+    slcf->jwt_role_claims = NGX_CONF_UNSET_PTR;
+    slcf->jwt_scope_claims = NGX_CONF_UNSET_PTR;
+    slcf->jwt_close_expired = NGX_CONF_UNSET;
+    slcf->max_invocation_id = NGX_CONF_UNSET_SIZE;
+    slcf->max_arguments = NGX_CONF_UNSET_UINT;
+    slcf->max_streams = NGX_CONF_UNSET_UINT;
+    slcf->limit_requests = NGX_CONF_UNSET_PTR;
+    slcf->limit_invocations = NGX_CONF_UNSET_PTR;
+    slcf->limit_connections = NGX_CONF_UNSET_PTR;
+    slcf->limit_streams = NGX_CONF_UNSET_PTR;
 
     return slcf;
 }
@@ -1032,6 +1155,12 @@ ngx_http_signalr_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_msec_value(conf->disconnect_timeout,
                               prev->disconnect_timeout, 15000);
     ngx_conf_merge_ptr_value(conf->cors_origins, prev->cors_origins, NULL);
+    ngx_conf_merge_size_value(conf->max_invocation_id,
+                              prev->max_invocation_id,
+                              NGX_HTTP_SIGNALR_MAX_INVOCATION_ID);
+    ngx_conf_merge_uint_value(conf->max_arguments, prev->max_arguments,
+                              NGX_HTTP_SIGNALR_MAX_ARGUMENTS);
+    ngx_conf_merge_uint_value(conf->max_streams, prev->max_streams, 100);
 
     if (conf->keepalive_interval == 0 || conf->client_timeout == 0
         || conf->handshake_timeout == 0 || conf->poll_timeout == 0
@@ -1052,6 +1181,10 @@ ngx_http_signalr_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "signalr_send_queue_size must not be smaller "
                            "than signalr_max_message_size");
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_signalr_limits_merge(cf, prev, conf) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
     }
 

@@ -36,7 +36,7 @@
 /* invocations a client may have waiting for a Completion */
 #define NGX_HTTP_SIGNALR_MAX_PENDING     1024
 
-/* bounds of a hub message envelope, besides signalr_max_message_size */
+/* upper bounds of signalr_max_invocation_id and signalr_max_arguments */
 #define NGX_HTTP_SIGNALR_MAX_INVOCATION_ID  128
 #define NGX_HTTP_SIGNALR_MAX_ARGUMENTS      1024
 
@@ -75,6 +75,15 @@ typedef struct {
     (s)->transport->send(s, data, len, force)
 
 
+/* one signalr_limit_* directive: a zone and its bounds there */
+typedef struct {
+    ngx_shm_zone_t              *zone;
+    ngx_uint_t                   burst;         /* rate limits */
+    ngx_uint_t                   queue;
+    ngx_uint_t                   max;           /* counting limits */
+} ngx_http_signalr_limit_t;
+
+
 typedef struct {
     ngx_str_t                    daemon;
     ngx_addr_t                   daemon_addr;
@@ -104,6 +113,19 @@ typedef struct {
     ngx_array_t                 *jwt_audiences; /* of ngx_str_t */
     time_t                       jwt_leeway;
     ngx_str_t                    jwt_user_claim;
+    ngx_array_t                 *jwt_roles;     /* required, of ngx_str_t */
+    ngx_array_t                 *jwt_scopes;
+    ngx_array_t                 *jwt_role_claims;
+    ngx_array_t                 *jwt_scope_claims;
+    ngx_flag_t                   jwt_close_expired;
+
+    size_t                       max_invocation_id;
+    ngx_uint_t                   max_arguments;
+    ngx_uint_t                   max_streams;   /* per connection */
+    ngx_http_signalr_limit_t    *limit_requests;
+    ngx_http_signalr_limit_t    *limit_invocations;
+    ngx_http_signalr_limit_t    *limit_connections;
+    ngx_http_signalr_limit_t    *limit_streams;
 
     /* built while merging, from the jwt fields above */
     sr_jwt_keys_t               *jwt_keys;
@@ -119,7 +141,9 @@ typedef struct {
     ngx_http_signalr_session_t  *session;
     ngx_pid_t                    owner;         /* worker holding it */
     ngx_uint_t                   kind;          /* its SR_TRANSPORT_* */
+    time_t                       expires;       /* exp, 0 when none */
     unsigned                     authenticated:1;
+    unsigned                     rate_checked:1;
 } ngx_http_signalr_ctx_t;
 
 
@@ -173,6 +197,20 @@ struct ngx_http_signalr_session_s {
     uint64_t                     received;      /* for stateful acks */
     uint64_t                     acked;
 
+    time_t                       expires;       /* of the token, or 0 */
+    ngx_event_t                  expiry_timer;
+
+    /* the keys of the limits of the location, found at the upgrade */
+    ngx_str_t                    invocations_key;
+    ngx_str_t                    connections_key;
+    ngx_str_t                    streams_key;
+    ngx_uint_t                   nstreams;
+
+    ngx_queue_t                  delayed;       /* invocations held back */
+    ngx_uint_t                   ndelayed;
+    size_t                       delayed_bytes;
+    ngx_event_t                  delay_timer;
+
     unsigned                     handshaken:1;
     unsigned                     opened:1;      /* OPEN sent on the link */
     unsigned                     close_sent:1;  /* close frame queued */
@@ -184,6 +222,8 @@ struct ngx_http_signalr_session_s {
     unsigned                     failed:1;      /* drop without closing */
     unsigned                     polled:1;      /* the first poll is over */
     unsigned                     chunked:1;     /* SSE body framing */
+    unsigned                     counted:1;     /* in connections limit */
+    unsigned                     limits_ready:1;
 };
 
 
@@ -215,6 +255,41 @@ ngx_int_t ngx_http_signalr_is_preflight(ngx_http_request_t *r);
 ngx_int_t ngx_http_signalr_auth_init(ngx_conf_t *cf);
 char *ngx_http_signalr_auth_merge(ngx_conf_t *cf,
     ngx_http_signalr_loc_conf_t *prev, ngx_http_signalr_loc_conf_t *conf);
+
+/* ngx_http_signalr_authz.c */
+ngx_int_t ngx_http_signalr_authz_check(ngx_http_request_t *r,
+    ngx_http_signalr_loc_conf_t *slcf, json_t *claims, const char **reason);
+char *ngx_http_signalr_authz_merge(ngx_conf_t *cf,
+    ngx_http_signalr_loc_conf_t *prev, ngx_http_signalr_loc_conf_t *conf);
+void ngx_http_signalr_expiry_start(ngx_http_signalr_session_t *s);
+void ngx_http_signalr_expiry_stop(ngx_http_signalr_session_t *s);
+
+/* ngx_http_signalr_limits.c */
+#define NGX_HTTP_SIGNALR_RATE_LIMITED  "rate limit exceeded"
+#define NGX_HTTP_SIGNALR_TOO_MANY_STREAMS  "too many streams"
+
+char *ngx_http_signalr_limit_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_signalr_limit(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_signalr_limits_merge(ngx_conf_t *cf,
+    ngx_http_signalr_loc_conf_t *prev, ngx_http_signalr_loc_conf_t *conf);
+ngx_int_t ngx_http_signalr_limits_init(ngx_conf_t *cf);
+ngx_int_t ngx_http_signalr_limits_attach(ngx_http_request_t *r,
+    ngx_http_signalr_session_t *s, const char **detail);
+void ngx_http_signalr_limits_detach(ngx_http_signalr_session_t *s);
+ngx_int_t ngx_http_signalr_limits_negotiate(ngx_http_request_t *r,
+    ngx_http_signalr_loc_conf_t *slcf);
+ngx_int_t ngx_http_signalr_limits_invocation(ngx_http_signalr_session_t *s,
+    ngx_msec_t *delay);
+ngx_int_t ngx_http_signalr_limits_stream_acquire(
+    ngx_http_signalr_session_t *s);
+void ngx_http_signalr_limits_stream_release(ngx_http_signalr_session_t *s);
+ngx_int_t ngx_http_signalr_delay_push(ngx_http_signalr_session_t *s,
+    const u_char *data, size_t len, ngx_msec_t delay);
+void ngx_http_signalr_delay_clear(ngx_http_signalr_session_t *s);
+
+#define ngx_http_signalr_delay_pending(s)  ((s)->ndelayed != 0)
 
 /* ngx_http_signalr_websocket.c */
 extern const ngx_http_signalr_transport_t  ngx_http_signalr_ws_transport;

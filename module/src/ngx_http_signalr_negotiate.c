@@ -70,6 +70,12 @@ ngx_http_signalr_negotiate(ngx_http_request_t *r,
                                              "invalid negotiateVersion");
     }
 
+    /* the official clients report a refused negotiate with its status */
+    if (ngx_http_signalr_limits_negotiate(r, slcf) != NGX_OK) {
+        return ngx_http_signalr_send_problem(r, NGX_HTTP_TOO_MANY_REQUESTS,
+                                             "too many connections");
+    }
+
     if (sr_random_id(id, &err) != SR_OK
         || sr_random_id(token, &err) != SR_OK)
     {

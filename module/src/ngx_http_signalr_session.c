@@ -56,9 +56,11 @@ static void ngx_http_signalr_session_payload(ngx_http_signalr_session_t *s,
 static void ngx_http_signalr_session_route(ngx_http_signalr_session_t *s,
     sr_message_t *msg, const u_char *payload, size_t len);
 static ngx_int_t ngx_http_signalr_session_invocation(
-    ngx_http_signalr_session_t *s, sr_message_t *msg);
+    ngx_http_signalr_session_t *s, sr_message_t *msg, ngx_msec_t *delay);
 static void ngx_http_signalr_session_forward(ngx_http_signalr_session_t *s,
-    sr_message_t *msg, const u_char *payload, size_t len);
+    sr_message_t *msg, const u_char *payload, size_t len, ngx_msec_t delay);
+static void ngx_http_signalr_session_pass(ngx_http_signalr_session_t *s,
+    const u_char *payload, size_t len, ngx_msec_t delay);
 static void ngx_http_signalr_session_bad_message(
     ngx_http_signalr_session_t *s, const char *reason);
 static void ngx_http_signalr_session_complete_error(
@@ -140,6 +142,8 @@ ngx_http_signalr_session_init(ngx_http_signalr_session_t *s)
 
     ngx_add_timer(&s->timer, s->conf->handshake_timeout);
 
+    ngx_http_signalr_expiry_start(s);
+
     return NGX_OK;
 }
 
@@ -180,6 +184,8 @@ ngx_http_signalr_session_cleanup(void *data)
         ngx_del_timer(&s->close_timer);
     }
 
+    ngx_http_signalr_expiry_stop(s);
+
     if (s->in_tree) {
         ngx_rbtree_delete(&ngx_http_signalr_sessions, &s->node.node);
         ngx_queue_remove(&s->queue);
@@ -201,6 +207,8 @@ ngx_http_signalr_session_cleanup(void *data)
     if (s->pending.root) {
         ngx_http_signalr_pending_drain(s, NULL);
     }
+
+    ngx_http_signalr_limits_detach(s);
 
     sr_ws_parser_free(&s->parser);
     sr_buf_free(&s->in);
@@ -454,8 +462,8 @@ ngx_http_signalr_session_payload(ngx_http_signalr_session_t *s,
     sr_message_t  msg;
 
     limits.max_message_size = s->conf->max_message_size;
-    limits.max_invocation_id = NGX_HTTP_SIGNALR_MAX_INVOCATION_ID;
-    limits.max_arguments = NGX_HTTP_SIGNALR_MAX_ARGUMENTS;
+    limits.max_invocation_id = s->conf->max_invocation_id;
+    limits.max_arguments = s->conf->max_arguments;
 
     sr_message_init(&msg, SR_MSG_PING);
     sr_error_clear(&err);
@@ -503,6 +511,10 @@ static void
 ngx_http_signalr_session_route(ngx_http_signalr_session_t *s,
     sr_message_t *msg, const u_char *payload, size_t len)
 {
+    ngx_msec_t  delay;
+
+    delay = 0;
+
     switch (msg->type) {
 
     case SR_MSG_PING:
@@ -525,7 +537,7 @@ ngx_http_signalr_session_route(ngx_http_signalr_session_t *s,
     case SR_MSG_STREAM_INVOCATION:
         s->received++;
 
-        if (ngx_http_signalr_session_invocation(s, msg) != NGX_OK) {
+        if (ngx_http_signalr_session_invocation(s, msg, &delay) != NGX_OK) {
             return;
         }
 
@@ -546,7 +558,7 @@ ngx_http_signalr_session_route(ngx_http_signalr_session_t *s,
     }
 
     if (ngx_http_signalr_link_is_up()) {
-        ngx_http_signalr_session_forward(s, msg, payload, len);
+        ngx_http_signalr_session_forward(s, msg, payload, len, delay);
     }
 }
 
@@ -559,7 +571,7 @@ ngx_http_signalr_session_route(ngx_http_signalr_session_t *s,
 
 static ngx_int_t
 ngx_http_signalr_session_invocation(ngx_http_signalr_session_t *s,
-    sr_message_t *msg)
+    sr_message_t *msg, ngx_msec_t *delay)
 {
     ngx_int_t  rc;
 
@@ -567,6 +579,22 @@ ngx_http_signalr_session_invocation(ngx_http_signalr_session_t *s,
         if (msg->invocation_id) {
             ngx_http_signalr_session_complete_error(s, msg->invocation_id,
                                             NGX_HTTP_SIGNALR_HUB_UNAVAILABLE);
+        }
+
+        return NGX_DECLINED;
+    }
+
+    rc = ngx_http_signalr_limits_invocation(s, delay);
+
+    if (rc != NGX_OK) {
+        ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+                      "signalr connection \"%s\": invocation over "
+                      "signalr_limit_invocations", s->id);
+
+        /* one that waits for nothing cannot be told: it is dropped */
+        if (msg->invocation_id) {
+            ngx_http_signalr_session_complete_error(s, msg->invocation_id,
+                                            NGX_HTTP_SIGNALR_RATE_LIMITED);
         }
 
         return NGX_DECLINED;
@@ -584,6 +612,15 @@ ngx_http_signalr_session_invocation(ngx_http_signalr_session_t *s,
         return NGX_ERROR;
     }
 
+    if (rc == NGX_BUSY) {
+        ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+                      "signalr connection \"%s\": stream over a stream "
+                      "limit", s->id);
+        ngx_http_signalr_session_complete_error(s, msg->invocation_id,
+                                        NGX_HTTP_SIGNALR_TOO_MANY_STREAMS);
+        return NGX_DECLINED;
+    }
+
     if (rc == NGX_DECLINED) {
         ngx_http_signalr_session_complete_error(s, msg->invocation_id,
                                             "too many pending invocations");
@@ -598,12 +635,12 @@ ngx_http_signalr_session_invocation(ngx_http_signalr_session_t *s,
 
 static void
 ngx_http_signalr_session_forward(ngx_http_signalr_session_t *s,
-    sr_message_t *msg, const u_char *payload, size_t len)
+    sr_message_t *msg, const u_char *payload, size_t len, ngx_msec_t delay)
 {
     sr_error_t  err;
 
     if (s->protocol == SR_PROTOCOL_MSGPACK) {
-        (void) ngx_http_signalr_link_invoke(s, payload, len);
+        ngx_http_signalr_session_pass(s, payload, len, delay);
         return;
     }
 
@@ -620,12 +657,46 @@ ngx_http_signalr_session_forward(ngx_http_signalr_session_t *s,
         return;
     }
 
-    (void) ngx_http_signalr_link_invoke(s, ngx_http_signalr_scratch.data,
-                                        ngx_http_signalr_scratch.len);
+    ngx_http_signalr_session_pass(s, ngx_http_signalr_scratch.data,
+                                  ngx_http_signalr_scratch.len, delay);
 
     if (ngx_http_signalr_scratch.cap > 64 * 1024) {
         sr_buf_free(&ngx_http_signalr_scratch);
         sr_buf_init(&ngx_http_signalr_scratch);
+    }
+}
+
+
+/*
+ * Sends a hub message to the daemon, or holds it back: an invocation
+ * waiting for a token of signalr_limit_invocations ... queue=, and every
+ * message after it, keep the client's order.
+ */
+
+static void
+ngx_http_signalr_session_pass(ngx_http_signalr_session_t *s,
+    const u_char *payload, size_t len, ngx_msec_t delay)
+{
+    ngx_int_t  rc;
+
+    if (delay == 0 && !ngx_http_signalr_delay_pending(s)) {
+        (void) ngx_http_signalr_link_invoke(s, payload, len);
+        return;
+    }
+
+    rc = ngx_http_signalr_delay_push(s, payload, len, delay);
+
+    if (rc == NGX_ERROR) {
+        s->failed = 1;
+        return;
+    }
+
+    if (rc == NGX_DECLINED) {
+        ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+                      "signalr connection \"%s\": too many messages "
+                      "held back by signalr_limit_invocations", s->id);
+        ngx_http_signalr_session_end(s, "too many queued invocations", 0,
+                                     SR_WS_CLOSE_POLICY);
     }
 }
 
@@ -874,10 +945,18 @@ ngx_http_signalr_pending_add(ngx_http_signalr_session_t *s, const char *id,
         return NGX_DECLINED;
     }
 
+    if (stream && ngx_http_signalr_limits_stream_acquire(s) != NGX_OK) {
+        return NGX_BUSY;
+    }
+
     len = offsetof(ngx_http_signalr_pending_t, data) + key.len + 1;
 
     p = ngx_alloc(len, s->log);
     if (p == NULL) {
+        if (stream) {
+            ngx_http_signalr_limits_stream_release(s);
+        }
+
         return NGX_ERROR;
     }
 
@@ -913,6 +992,10 @@ ngx_http_signalr_pending_remove(ngx_http_signalr_session_t *s,
         return;
     }
 
+    if (((ngx_http_signalr_pending_t *) sn)->stream) {
+        ngx_http_signalr_limits_stream_release(s);
+    }
+
     ngx_rbtree_delete(&s->pending, &sn->node);
     ngx_free(sn);
     s->npending--;
@@ -936,6 +1019,10 @@ ngx_http_signalr_pending_drain(ngx_http_signalr_session_t *s,
         if (error) {
             ngx_http_signalr_session_complete_error(s, (char *) p->data,
                                                     error);
+        }
+
+        if (p->stream) {
+            ngx_http_signalr_limits_stream_release(s);
         }
 
         ngx_rbtree_delete(&s->pending, node);
@@ -987,6 +1074,9 @@ ngx_http_signalr_sessions_link_down(void)
         s = ngx_queue_data(q, ngx_http_signalr_session_t, queue);
 
         s->opened = 0;
+
+        /* what was held back is answered below as unavailable */
+        ngx_http_signalr_delay_clear(s);
 
         if (s->npending) {
             ngx_http_signalr_pending_drain(s,

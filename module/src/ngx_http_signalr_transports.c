@@ -537,6 +537,8 @@ ngx_http_signalr_session_identity(ngx_http_signalr_session_t *s,
         s->claims = json_incref(ctx->claims);
     }
 
+    s->expires = ctx->expires;
+
     return NGX_OK;
 }
 

@@ -107,6 +107,10 @@ ngx_http_signalr_websocket_handler(ngx_http_request_t *r)
 
     rc = ngx_http_signalr_ws_attach(r, s, &detail);
 
+    if (rc == NGX_OK) {
+        rc = ngx_http_signalr_limits_attach(r, s, &detail);
+    }
+
     if (rc != NGX_OK) {
         return ngx_http_signalr_send_problem(r, rc, detail);
     }

@@ -66,13 +66,16 @@ function stackEnvironment(daemonEnv) {
 }
 
 export class Stack {
-    constructor({ port, stateDir, child, logLines }) {
+    constructor({ port, stateDir, child, logLines, logFile }) {
         this.port = port;
         this.url = `http://127.0.0.1:${port}`;
         this.stateDir = stateDir;
         this.child = child;
         this.logLines = logLines;
         this.exited = once(child, 'exit').then(([code, signal]) => ({ code, signal }));
+        // 'close' comes once the output pipes are drained too
+        this.closed = once(child, 'close');
+        this.logFile = logFile;
     }
 
     // the process ids run-stack keeps in the state directory
@@ -155,7 +158,28 @@ export class Stack {
         const result = await this.exited;
         clearTimeout(timer);
         running.delete(this.child);
+        await this.closed;
+        if (!this.logFile.writableEnded) {
+            await new Promise((resolve) => this.logFile.end(resolve));
+        }
+        await this.assertNoTokensLogged();
         return result;
+    }
+
+    // Every log the stack wrote (nginx's error log and the daemon's, in
+    // stack.log; the access log) must be free of bearer tokens: a JWT's
+    // header and payload are base64url JSON objects, so both start "eyJ".
+    async assertNoTokensLogged() {
+        const jwt = /eyJ[A-Za-z0-9_-]{6,}\.eyJ[A-Za-z0-9_-]{6,}/;
+        for (const name of ['stack.log', 'access.log']) {
+            const text = await readFile(path.join(this.stateDir, name), 'utf8').catch(() => '');
+            const line = text.split('\n').find((l) => jwt.test(l));
+            if (line !== undefined) {
+                const shown = line.replace(/(eyJ[A-Za-z0-9_-]{6})[A-Za-z0-9_.-]*/g, '$1...');
+                throw new Error(`${name} of the stack at ${this.url} holds a bearer token: `
+                    + shown);
+            }
+        }
     }
 }
 
@@ -163,7 +187,9 @@ export class Stack {
 // options.restartDaemon: run-stack starts signalrd again when it dies;
 // options.redisUrl: join that Redis instead of a private one;
 // options.waitHealthy: false returns as soon as the stack runs, healthy or
-// not (Redis may be down on purpose).
+// not (Redis may be down on purpose);
+// options.nginxConf: an nginx template with run-stack's placeholders, to
+// run instead of the dev stack's.
 export async function startStack(options = {}) {
     requireBuilt(moduleSo, signalrd, runStack);
 
@@ -177,6 +203,9 @@ export async function startStack(options = {}) {
     }
     if (options.redisUrl) {
         args.push('--redis-url', options.redisUrl);
+    }
+    if (options.nginxConf) {
+        args.push('--nginx-conf', options.nginxConf);
     }
 
     const child = spawn('bash', args, {
@@ -202,7 +231,7 @@ export async function startStack(options = {}) {
         });
     }
 
-    const stack = new Stack({ port, stateDir, child, logLines });
+    const stack = new Stack({ port, stateDir, child, logLines, logFile });
     created.push(stack);
     try {
         if (options.waitHealthy === false) {
