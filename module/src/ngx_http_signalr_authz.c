@@ -273,7 +273,7 @@ ngx_http_signalr_expiry_start(ngx_http_signalr_session_t *s)
 
     s->expiry_timer.handler = ngx_http_signalr_expiry_handler;
     s->expiry_timer.data = s;
-    s->expiry_timer.log = s->connection->log;
+    s->expiry_timer.log = s->log;
     s->expiry_timer.cancelable = 1;
 
     ngx_http_signalr_expiry_arm(s);
@@ -318,7 +318,7 @@ ngx_http_signalr_expiry_handler(ngx_event_t *ev)
         return;
     }
 
-    ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+    ngx_log_error(NGX_LOG_INFO, s->log, 0,
                   "signalr connection \"%s\": token expired, closing",
                   s->id);
 

@@ -1164,7 +1164,7 @@ ngx_http_signalr_delay_push(ngx_http_signalr_session_t *s,
     }
 
     d = ngx_alloc(offsetof(ngx_http_signalr_delayed_t, data) + len,
-                  s->connection->log);
+                  s->log);
     if (d == NULL) {
         return NGX_ERROR;
     }

@@ -587,7 +587,7 @@ ngx_http_signalr_session_invocation(ngx_http_signalr_session_t *s,
     rc = ngx_http_signalr_limits_invocation(s, delay);
 
     if (rc != NGX_OK) {
-        ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+        ngx_log_error(NGX_LOG_INFO, s->log, 0,
                       "signalr connection \"%s\": invocation over "
                       "signalr_limit_invocations", s->id);
 
@@ -613,7 +613,7 @@ ngx_http_signalr_session_invocation(ngx_http_signalr_session_t *s,
     }
 
     if (rc == NGX_BUSY) {
-        ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+        ngx_log_error(NGX_LOG_INFO, s->log, 0,
                       "signalr connection \"%s\": stream over a stream "
                       "limit", s->id);
         ngx_http_signalr_session_complete_error(s, msg->invocation_id,
@@ -692,7 +692,7 @@ ngx_http_signalr_session_pass(ngx_http_signalr_session_t *s,
     }
 
     if (rc == NGX_DECLINED) {
-        ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+        ngx_log_error(NGX_LOG_INFO, s->log, 0,
                       "signalr connection \"%s\": too many messages "
                       "held back by signalr_limit_invocations", s->id);
         ngx_http_signalr_session_end(s, "too many queued invocations", 0,
