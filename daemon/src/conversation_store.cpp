@@ -11,11 +11,28 @@ namespace {
 // Bounds a backlog should a reply run away; far above any reply the providers make.
 const char *const backlog_max_len = "100000";
 
-// KEYS: conversation, messages, backlog, lease, replies. ARGV: owner, lease value, lease
-// ms, message record (parent unset), message id, text, fragment id, max length, lease
-// deadline, conversation id, channel, payload. The parent is read here, inside the
-// script, so that a reply finishing meanwhile cannot leave it stale.
-const char *const add_turn_script = R"lua(
+// Called right after the first entry of a new message (EID) went into the backlog: notes
+// where that message starts and keeps the backlog to the last KEEP messages. The starts
+// list holds the first entry id of the newest KEEP messages, so the oldest one kept is
+// its head once it is full, and XTRIM MINID drops exactly the older messages' entries;
+// nothing need walk the stream. A conversation's first message is not noted (create
+// runs no script); it is the oldest anyway, and the list, counted from its tail, still
+// names the right start. Exact trimming ('=') so that the bound holds to the message.
+#define SIGNALRD_LUA_BOUND_BACKLOG \
+    "local function bound_backlog(stream, starts, eid, keep)\n" \
+    "  redis.call('RPUSH', starts, eid)\n" \
+    "  redis.call('LTRIM', starts, -tonumber(keep), -1)\n" \
+    "  if redis.call('LLEN', starts) == tonumber(keep) then\n" \
+    "    redis.call('XTRIM', stream, 'MINID', '=', redis.call('LINDEX', starts, 0))\n" \
+    "  end\n" \
+    "end\n"
+
+// KEYS: conversation, messages, backlog, lease, replies, starts. ARGV: owner, lease
+// value, lease ms, message record (parent unset), message id, text, fragment id, max
+// length, lease deadline, conversation id, channel, payload, history length. The parent
+// is read here, inside the script, so that a reply finishing meanwhile cannot leave it
+// stale.
+const char *const add_turn_script = SIGNALRD_LUA_BOUND_BACKLOG R"lua(
 if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return {'missing'} end
 if redis.call('EXISTS', KEYS[4]) == 1 then return {'busy'} end
 local parent = ''
@@ -29,6 +46,8 @@ redis.call('RPUSH', KEYS[2], cjson.encode(msg))
 local eid = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*', 'id', ARGV[5],
                        'sender', 'user', 'text', ARGV[6], 'fragmentId', ARGV[7], 'isFinal', '1')
 redis.call('PERSIST', KEYS[3])
+redis.call('PERSIST', KEYS[6])
+bound_backlog(KEYS[3], KEYS[6], eid, ARGV[13])
 redis.call('PUBLISH', ARGV[11], eid .. ' ' .. ARGV[12])
 return {'ok', parent}
 )lua";
@@ -43,17 +62,20 @@ return 1
 )lua";
 
 // The newest backlog entry's fragmentId equals ARGV[n]: the write being made is a repeat.
+// Its message id differs from ARGV[1]: the write being made starts a message.
 #define SIGNALRD_LUA_TOP_IS(n) \
     "local top = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)[1]\n" \
     "local repeated = false\n" \
+    "local starts = true\n" \
     "if top then for i = 1, #top[2], 2 do\n" \
     "  if top[2][i] == 'fragmentId' and top[2][i + 1] == ARGV[" #n "] then repeated = true end\n" \
+    "  if top[2][i] == 'id' and top[2][i + 1] == ARGV[1] then starts = false end\n" \
     "end end\n"
 
-// KEYS: conversation, messages, backlog, lease, cancel, replies. ARGV: message id, sender,
-// text, last fragment id, parts, max length, lease value, lease ms, channel, payload,
-// lease deadline, conversation id.
-const char *const append_batch_script = SIGNALRD_LUA_TOP_IS(4) R"lua(
+// KEYS: conversation, messages, backlog, lease, cancel, replies, starts. ARGV: message id,
+// sender, text, last fragment id, parts, max length, lease value, lease ms, channel,
+// payload, lease deadline, conversation id, history length.
+const char *const append_batch_script = SIGNALRD_LUA_BOUND_BACKLOG SIGNALRD_LUA_TOP_IS(4) R"lua(
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
 if repeated then return {'ok', top[1], '0'} end
 local last = redis.call('LINDEX', KEYS[2], -1)
@@ -67,16 +89,18 @@ end
 local eid = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'id', ARGV[1],
                        'sender', ARGV[2], 'text', ARGV[3], 'fragmentId', ARGV[4],
                        'isFinal', '0', 'parts', ARGV[5])
+if starts then bound_backlog(KEYS[3], KEYS[7], eid, ARGV[13]) end
 redis.call('PUBLISH', ARGV[9], eid .. ' ' .. ARGV[10])
 local cancel = '0'
 if redis.call('GET', KEYS[5]) == ARGV[1] then cancel = '1' end
 return {'ok', eid, cancel}
 )lua";
 
-// KEYS: conversation, messages, backlog, lease, cancel, replies. ARGV: the final
+// KEYS: conversation, messages, backlog, lease, cancel, replies, starts. ARGV: the final
 // fragment's five fields, max length, message record, backlog ttl, lease value, channel,
-// payload, conversation id.
-const char *const complete_script = SIGNALRD_LUA_TOP_IS(4) R"lua(
+// payload, conversation id, history length. The final fragment starts its message when
+// the reply ended before it wrote anything.
+const char *const complete_script = SIGNALRD_LUA_BOUND_BACKLOG SIGNALRD_LUA_TOP_IS(4) R"lua(
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
 if repeated then return 'ok' end
 local last = redis.call('LINDEX', KEYS[2], -1)
@@ -86,8 +110,10 @@ if lease and lease ~= ARGV[9] then return 'lost' end
 local eid = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'id', ARGV[1],
                        'sender', ARGV[2], 'text', ARGV[3], 'fragmentId', ARGV[4],
                        'isFinal', ARGV[5])
+if starts then bound_backlog(KEYS[3], KEYS[7], eid, ARGV[13]) end
 redis.call('RPUSH', KEYS[2], ARGV[7])
 redis.call('EXPIRE', KEYS[3], ARGV[8])
+redis.call('EXPIRE', KEYS[7], ARGV[8])
 redis.call('DEL', KEYS[4], KEYS[5])
 redis.call('ZREM', KEYS[6], ARGV[12])
 redis.call('PUBLISH', ARGV[10], eid .. ' ' .. ARGV[11])
@@ -95,6 +121,7 @@ return 'ok'
 )lua";
 
 #undef SIGNALRD_LUA_TOP_IS
+#undef SIGNALRD_LUA_BOUND_BACKLOG
 
 // KEYS: lease, replies. ARGV: value, ms, instance prefix ("<instance> ") of a lease we
 // may take over, lease deadline, conversation id.
@@ -304,6 +331,11 @@ std::string ConversationStore::backlog_key(const std::string &id) const
     return conversation_key(id) + ":backlog";
 }
 
+std::string ConversationStore::starts_key(const std::string &id) const
+{
+    return conversation_key(id) + ":starts";
+}
+
 std::string ConversationStore::lease_key(const std::string &id) const
 {
     return conversation_key(id) + ":reply";
@@ -400,14 +432,15 @@ asio::awaitable<Result<NewTurn>> ConversationStore::add_turn(const std::string &
     turn.user_message.fragments.emplace_back(turn.user_fragment.fragment_id, text.size());
     turn.reply_id = new_uuid_v7();
 
-    RedisArgs command = {"EVAL", add_turn_script, "5",
+    RedisArgs command = {"EVAL", add_turn_script, "6",
                          conversation_key(id), messages_key(id), backlog_key(id), lease_key(id),
-                         replies_key(),
+                         replies_key(), starts_key(id),
                          owner, lease_value(turn.reply_id), lease_ms(),
                          message_to_record(turn.user_message), turn.user_message.id, text,
                          turn.user_fragment.fragment_id, backlog_max_len,
                          std::to_string(lease_deadline()), reply_member(id, turn.reply_id),
-                         conversation_channel(id), fragments_payload({turn.user_fragment})};
+                         conversation_channel(id), fragments_payload({turn.user_fragment}),
+                         std::to_string(history_messages_)};
     Result<RedisValue> r = co_await redis_.command(std::move(command));
     if (!r.is_ok()) {
         co_return r.status();
@@ -538,7 +571,7 @@ asio::awaitable<Status> ConversationStore::remove(const std::string &id, const s
     json_set_string(deleted.get(), "origin", origin_);
     std::vector<RedisArgs> commands = {
         {"DEL", conversation_key(id), messages_key(id), backlog_key(id), lease_key(id),
-         cancel_key(id)},
+         cancel_key(id), starts_key(id)},
         {"ZREM", user_key(owner), id},
         {"ZREM", replies_key(), member},
         {"PUBLISH", conversation_channel(id), "0-0 " + json_text(deleted.get())},
@@ -579,12 +612,13 @@ asio::awaitable<Result<AppendResult>> ConversationStore::append_batch(
     }
 
     const std::string &reply_id = last.message_id;
-    RedisArgs args = {"EVAL", append_batch_script, "6", conversation_key(id), messages_key(id),
+    RedisArgs args = {"EVAL", append_batch_script, "7", conversation_key(id), messages_key(id),
                       backlog_key(id), lease_key(id), cancel_key(id), replies_key(),
+                      starts_key(id),
                       reply_id, last.sender, text, last.fragment_id, parts, backlog_max_len,
                       lease_value(reply_id), lease_ms(), conversation_channel(id),
                       fragments_payload(batch), std::to_string(lease_deadline()),
-                      reply_member(id, reply_id)};
+                      reply_member(id, reply_id), std::to_string(history_messages_)};
     Result<RedisValue> r = co_await redis_.command(std::move(args));
     if (!r.is_ok()) {
         co_return r.status();
@@ -604,8 +638,9 @@ asio::awaitable<Status> ConversationStore::complete_reply(const std::string &id,
                                                           const StoredMessage &message,
                                                           const Fragment &final_fragment)
 {
-    RedisArgs args = {"EVAL", complete_script, "6", conversation_key(id), messages_key(id),
-                      backlog_key(id), lease_key(id), cancel_key(id), replies_key()};
+    RedisArgs args = {"EVAL", complete_script, "7", conversation_key(id), messages_key(id),
+                      backlog_key(id), lease_key(id), cancel_key(id), replies_key(),
+                      starts_key(id)};
     for (std::string &a : fragment_args(final_fragment)) {
         args.push_back(std::move(a));
     }
@@ -616,6 +651,7 @@ asio::awaitable<Status> ConversationStore::complete_reply(const std::string &id,
     args.push_back(conversation_channel(id));
     args.push_back(fragments_payload({final_fragment}));
     args.push_back(reply_member(id, message.id));
+    args.push_back(std::to_string(history_messages_));
 
     Result<RedisValue> r = co_await redis_.command(std::move(args));
     if (!r.is_ok()) {

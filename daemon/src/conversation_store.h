@@ -8,7 +8,13 @@
 //   P:conversation:{ID}:messages  list of finished messages (JSON records, in order)
 //   P:conversation:{ID}:backlog   stream of fragments: id, sender, text, fragmentId,
 //                                 isFinal ("1"/"0"); expires backlog_ttl seconds after
-//                                 a reply ends, lives on while one runs
+//                                 a reply ends, lives on while one runs; holds the
+//                                 fragments of the last history_messages messages only
+//   P:conversation:{ID}:starts    list of the backlog entry ids where the newest
+//                                 history_messages messages start (the first message
+//                                 of a conversation is not listed); expires with the
+//                                 backlog. Where a new message's script trims the
+//                                 backlog to (XTRIM MINID), without walking it
 //   P:conversation:{ID}:reply     the reply lease: "<instance> <reply message id>",
 //                                 15 s, renewed while the reply runs; it keeps a second
 //                                 reply from starting and dies with a dead instance. The
@@ -163,6 +169,7 @@ public:
     std::string conversation_key(const std::string &id) const;
     std::string messages_key(const std::string &id) const;
     std::string backlog_key(const std::string &id) const;
+    std::string starts_key(const std::string &id) const;
     std::string lease_key(const std::string &id) const;
     std::string user_key(const std::string &owner) const;
     std::string cancel_key(const std::string &id) const;

@@ -1,5 +1,8 @@
 // The backlog and lease side of the backplane, against a real redis-server: coalesced
-// entries, repeated writes, cancel requests and the list of running replies.
+// entries, repeated writes, cancel requests, the list of running replies and the bound
+// of the backlog by the history length.
+
+#include <set>
 
 #include "chat_fixture.h"
 #include "replay.h"
@@ -136,6 +139,143 @@ TEST_F(BackplaneStore, AMalformedPartsFieldReadsAsOneFragmentNeverOutOfBounds)
     for (size_t i = 1; i < s->backlog.size(); i++) {
         EXPECT_EQ(s->backlog[i].text, "abc");
     }
+}
+
+// Writes a reply as the runner does: its fragments in batches (the first one coalesced),
+// then its final fragment and the finished message. Returns the message.
+StoredMessage write_reply(asio::io_context &io, ConversationStore &store, const std::string &id,
+                          const std::string &reply_id, const std::vector<std::string> &texts)
+{
+    StoredMessage m{reply_id, sender_assistant, "", "", unix_now_ms(), {}};
+    std::vector<Fragment> batch;
+
+    for (const std::string &t : texts) {
+        batch.push_back(part(reply_id, t));
+        m.text += t;
+        m.fragments.emplace_back(batch.back().fragment_id, m.text.size());
+    }
+    Fragment fin = batch.back();
+    batch.pop_back();
+    fin.is_final = true;
+    auto first = testing::run_coro(io, store.append_batch(id, {batch[0], batch[1]}));
+    EXPECT_TRUE(first && first->is_ok());
+    for (size_t i = 2; i < batch.size(); i++) {
+        auto one = testing::run_coro(io, store.append_batch(id, {batch[i]}));
+        EXPECT_TRUE(one && one->is_ok());
+    }
+    auto done = testing::run_coro(io, store.complete_reply(id, m, fin));
+    EXPECT_TRUE(done && done->is_ok());
+    return m;
+}
+
+// The distinct message ids in the backlog, in the order of their first entry.
+std::vector<std::string> backlog_messages(asio::io_context &io, RedisClient &redis,
+                                          const std::string &key)
+{
+    std::vector<std::string> ids;
+
+    auto raw = testing::run_coro(io, redis.command({"XRANGE", key, "-", "+"}));
+    EXPECT_TRUE(raw && raw->is_ok());
+    for (const RedisValue &entry : (*raw)->elements) {
+        const RedisValue &fields = entry.elements.at(1);
+        for (size_t i = 0; i + 1 < fields.elements.size(); i += 2) {
+            if (fields.elements[i].str == "id" &&
+                (ids.empty() || ids.back() != fields.elements[i + 1].str)) {
+                ids.push_back(fields.elements[i + 1].str);
+            }
+        }
+    }
+    return ids;
+}
+
+TEST_F(BackplaneStore, TheBacklogHoldsTheLastHistoryMessagesAndResumingStaysExact)
+{
+    constexpr uint32_t keep = 3;
+    ConversationStore store(*redis_, "bounded", "instance-a", keep, 300);
+    std::vector<StoredMessage> written;
+
+    auto turn = testing::run_coro(io_, store.create("alice", "turn 0"));
+    ASSERT_TRUE(turn && turn->is_ok());
+    const std::string id = (*turn)->conversation_id;
+    written.push_back((*turn)->user_message);
+    written.push_back(write_reply(io_, store, id, (*turn)->reply_id,
+                                  {"Zero ", "one ", "two ", "three"}));
+    for (int t = 1; t <= 4; t++) {
+        auto next = testing::run_coro(io_, store.add_turn(id, "alice", "turn " +
+                                                          std::to_string(t)));
+        ASSERT_TRUE(next && next->is_ok());
+        written.push_back((*next)->user_message);
+        EXPECT_LE(backlog_messages(io_, *redis_, store.backlog_key(id)).size(), keep);
+        written.push_back(write_reply(io_, store, id, (*next)->reply_id,
+                                      {"a" + std::to_string(t), "b", "c"}));
+        EXPECT_LE(backlog_messages(io_, *redis_, store.backlog_key(id)).size(), keep);
+    }
+
+    // ten messages written; the backlog holds the entries of the last three, all of them
+    std::vector<std::string> expected;
+    for (size_t i = written.size() - keep; i < written.size(); i++) {
+        expected.push_back(written[i].id);
+    }
+    EXPECT_EQ(backlog_messages(io_, *redis_, store.backlog_key(id)), expected);
+    auto s = testing::run_coro(io_, store.load(id));
+    ASSERT_TRUE(s && s->is_ok());
+    ASSERT_EQ((*s)->messages.size(), written.size()) << "the messages themselves all stay";
+    size_t kept = 0;
+    for (const Fragment &f : (*s)->backlog) {
+        kept += f.message_id == written.back().id ? 1 : 0;
+    }
+    EXPECT_EQ(kept, 3u) << "the newest reply keeps every fragment";
+
+    // the first reply was trimmed long ago; a client that saw its "one " (in the middle
+    // of a coalesced entry) gets exactly the rest, then every later message whole
+    const StoredMessage &first_reply = written[1];
+    ReplayPlan plan = plan_replay(**s, {first_reply.id, first_reply.fragments[1].first});
+    ASSERT_EQ(plan.fragments.size(), written.size() - 1);
+    EXPECT_EQ(plan.fragments[0].message_id, first_reply.id);
+    EXPECT_EQ(plan.fragments[0].text, "two three");
+    EXPECT_EQ(plan.fragments[0].fragment_id, first_reply.final_fragment_id());
+    for (size_t i = 1; i < plan.fragments.size(); i++) {
+        EXPECT_EQ(plan.fragments[i].message_id, written[i + 1].id);
+        EXPECT_EQ(plan.fragments[i].text, written[i + 1].text);
+        EXPECT_TRUE(plan.fragments[i].is_final);
+    }
+}
+
+TEST_F(BackplaneStore, ATrimmedMessageResumesExactlyWhileAReplyIsInProgress)
+{
+    ConversationStore store(*redis_, "bounded", "instance-a", 2, 300);
+
+    auto turn = testing::run_coro(io_, store.create("alice", "first"));
+    ASSERT_TRUE(turn && turn->is_ok());
+    const std::string id = (*turn)->conversation_id;
+    StoredMessage old = write_reply(io_, store, id, (*turn)->reply_id, {"x", "y", "z"});
+    auto next = testing::run_coro(io_, store.add_turn(id, "alice", "second"));
+    ASSERT_TRUE(next && next->is_ok());
+    const std::string reply = (*next)->reply_id;
+    std::vector<Fragment> live = {part(reply, "p"), part(reply, "q")};
+    auto w = testing::run_coro(io_, store.append_batch(id, live));
+    ASSERT_TRUE(w && w->is_ok());
+
+    // the reply in progress is the second message of two: "first" and its reply are gone
+    std::vector<std::string> expected = {(*next)->user_message.id, reply};
+    EXPECT_EQ(backlog_messages(io_, *redis_, store.backlog_key(id)), expected);
+
+    auto s = testing::run_coro(io_, store.load(id));
+    ASSERT_TRUE(s && s->is_ok());
+    ReplayPlan plan = plan_replay(**s, {old.id, old.fragments[0].first});
+    ASSERT_EQ(plan.fragments.size(), 4u);
+    EXPECT_EQ(plan.fragments[0].text, "yz");
+    EXPECT_EQ(plan.fragments[1].text, "second");
+    EXPECT_EQ(plan.fragments[2].fragment_id, live[0].fragment_id);
+    EXPECT_EQ(plan.fragments[3].fragment_id, live[1].fragment_id);
+    EXPECT_FALSE(plan.fragments[3].is_final);
+
+    // deleting the conversation takes the starts list with it
+    auto gone = testing::run_coro(io_, store.remove(id, "alice"));
+    ASSERT_TRUE(gone && gone->is_ok());
+    auto left = testing::run_coro(io_, redis_->command({"EXISTS", store.starts_key(id)}));
+    ASSERT_TRUE(left && left->is_ok());
+    EXPECT_EQ((*left)->integer, 0);
 }
 
 }  // namespace
