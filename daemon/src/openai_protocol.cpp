@@ -106,10 +106,13 @@ std::string describe_error_body(std::string_view body, const std::string &secret
         }
     }
 
-    // a server may echo what it was sent; the key never reaches a log
+    // a server may echo what it was sent; the key never reaches a log. The search goes
+    // on after each mark, so a key that occurs in "[key]" cannot make it loop forever.
     if (!secret.empty()) {
-        for (size_t at = text.find(secret); at != std::string::npos; at = text.find(secret)) {
-            text.replace(at, secret.size(), "[key]");
+        static constexpr std::string_view mark = "[key]";
+        for (size_t at = text.find(secret); at != std::string::npos;
+             at = text.find(secret, at + mark.size())) {
+            text.replace(at, secret.size(), mark);
         }
     }
     if (text.size() > max_bytes) {

@@ -25,9 +25,14 @@ Status SseParser::feed(std::string_view bytes, const EventHandler &on_event)
         line_.append(bytes.data() + start, i - start);
         start = i + 1;
         pending_cr_ = c == '\r';
-        std::string line = std::move(line_);
-        line_.clear();
-        Status s = take_line(line, on_event);
+        // a complete line is bounded like a partial one, so that where the
+        // chunks of a stream are cut never decides whether it is refused
+        Status s = line_too_long();
+        if (s.is_ok()) {
+            std::string line = std::move(line_);
+            line_.clear();
+            s = take_line(line, on_event);
+        }
         if (!s.is_ok()) {
             failed_ = s;
             return s;
@@ -35,11 +40,17 @@ Status SseParser::feed(std::string_view bytes, const EventHandler &on_event)
     }
 
     line_.append(bytes.data() + start, bytes.size() - start);
-    if (line_.size() > max_event_bytes_) {
-        failed_ = Status::too_large("event stream line over " +
-                                    std::to_string(max_event_bytes_) + " bytes");
-    }
+    failed_ = line_too_long();
     return failed_;
+}
+
+Status SseParser::line_too_long() const
+{
+    if (line_.size() > max_event_bytes_) {
+        return Status::too_large("event stream line over " + std::to_string(max_event_bytes_) +
+                                 " bytes");
+    }
+    return Status::ok();
 }
 
 Status SseParser::take_line(std::string_view line, const EventHandler &on_event)

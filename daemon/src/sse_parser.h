@@ -39,10 +39,12 @@ public:
     Status feed(std::string_view bytes, const EventHandler &on_event);
 
     // Whether the stream could end here without cutting an event short: no partial
-    // line and no data lines waiting for their blank line.
-    bool at_boundary() const { return line_.empty() && !has_data_ && !pending_cr_; }
+    // line and no data lines waiting for their blank line. A CR just read ends its
+    // line already (the LF that may follow it adds nothing), so it does not count.
+    bool at_boundary() const { return line_.empty() && !has_data_; }
 
 private:
+    Status line_too_long() const;
     Status take_line(std::string_view line, const EventHandler &on_event);
     Status dispatch(const EventHandler &on_event);
 

@@ -92,6 +92,14 @@ TEST(OpenAiProtocol, ErrorBodiesAreShortAndNeverShowTheKey)
     EXPECT_EQ(describe_error_body(std::string(500, 'x'), key, 10), "xxxxxxxxxx...");
 }
 
+// Found by fuzz_openai_chunk: a key that occurs in the "[key]" mark made the
+// replacement loop forever.
+TEST(OpenAiProtocol, AKeyInsideTheMarkIsReplacedOnce)
+{
+    EXPECT_EQ(describe_error_body("etio etio", "e"), "[key]tio [key]tio");
+    EXPECT_EQ(describe_error_body("key", "key"), "[key]");
+}
+
 TEST(OpenAiProtocol, TemperatureIsAPlainDecimalFromZeroToTwo)
 {
     EXPECT_FALSE(parse_temperature("")->has_value());

@@ -167,6 +167,38 @@ TEST(SseParser, RefusesAnOverlongLineOrEventAndStaysFailed)
         << "data lines add up";
 }
 
+// Found by fuzz_sse_parser: a 22-byte line under a 16-byte bound was refused when
+// it came in pieces but accepted when it came whole.
+TEST(SseParser, WhereTheChunksAreCutNeverDecidesARefusal)
+{
+    std::string text = "data: 0123456789abcdef\n\ndata: ok\n\n";
+
+    Result<std::vector<SseEvent>> whole = parse_in_pieces(text, {}, 16);
+    Result<std::vector<SseEvent>> pieces = parse_in_pieces(text, {3, 6, 9, 12, 15, 18}, 16);
+    ASSERT_FALSE(whole.is_ok());
+    ASSERT_FALSE(pieces.is_ok());
+    EXPECT_EQ(whole.status().code(), StatusCode::too_large);
+    EXPECT_EQ(pieces.status().code(), StatusCode::too_large);
+}
+
+// Found by fuzz_sse_parser: a stream ending in CR had ended its last line, yet the
+// parser said an event was cut short.
+TEST(SseParser, AStreamEndingInCrIsAtABoundary)
+{
+    SseParser parser;
+    int events = 0;
+    auto count = [&](const SseEvent &) {
+        events++;
+        return Status::ok();
+    };
+
+    ASSERT_TRUE(parser.feed("data: x\r\r", count).is_ok());
+    EXPECT_EQ(events, 1);
+    EXPECT_TRUE(parser.at_boundary());
+    ASSERT_TRUE(parser.feed("\ndata: y\r\n\r\n", count).is_ok());
+    EXPECT_EQ(events, 2) << "the LF after the CR is its pair, not a blank line";
+}
+
 TEST(SseParser, AHandlerFailureStopsParsing)
 {
     SseParser parser;
