@@ -306,6 +306,8 @@ ngx_int_t ngx_http_signalr_http_handler(ngx_http_request_t *r,
     ngx_uint_t sse);
 ngx_int_t ngx_http_signalr_session_identity(ngx_http_signalr_session_t *s,
     ngx_http_signalr_ctx_t *ctx, ngx_pool_t *pool);
+void ngx_http_signalr_take_over(ngx_http_request_t *r, const char *action,
+    ngx_event_handler_pt read_handler, ngx_event_handler_pt write_handler);
 ngx_int_t ngx_http_signalr_feed(ngx_http_signalr_session_t *s,
     const u_char *data, size_t len);
 ngx_int_t ngx_http_signalr_send_empty(ngx_http_request_t *r,

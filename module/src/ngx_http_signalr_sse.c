@@ -112,24 +112,9 @@ ngx_http_signalr_sse_start(ngx_http_request_t *r, ngx_http_signalr_ctx_t *ctx)
 
     s->chunked = r->chunked;
 
-    r->main->count++;
-
-    c->log->action = "serving signalr server-sent events";
-    c->read->handler = ngx_http_signalr_sse_read_handler;
-    c->write->handler = ngx_http_signalr_sse_write_handler;
-
-    /* a graceful shutdown calls the read handler, as for WebSockets */
-    c->idle = 1;
-
-    if (c->read->timer_set) {
-        ngx_del_timer(c->read);
-    }
-
-    if (c->write->timer_set) {
-        ngx_del_timer(c->write);
-    }
-
-    ngx_post_event(c->read, &ngx_posted_events);
+    ngx_http_signalr_take_over(r, "serving signalr server-sent events",
+                               ngx_http_signalr_sse_read_handler,
+                               ngx_http_signalr_sse_write_handler);
     ngx_http_signalr_sse_post_write(s);
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,

@@ -514,6 +514,43 @@ ngx_http_signalr_feed(ngx_http_signalr_session_t *s, const u_char *data,
 }
 
 
+/*
+ * Hands the request's connection to a streaming transport (WebSocket,
+ * Server-Sent Events): its own handlers from now on, no HTTP timers, and
+ * the request kept alive until the transport finalises it. c->idle makes
+ * a graceful shutdown call the read handler, which then ends the
+ * session with a Close that allows reconnecting. The handlers run from
+ * the posted events, never from here: a close decided now would free
+ * the request under the phase engine.
+ */
+
+void
+ngx_http_signalr_take_over(ngx_http_request_t *r, const char *action,
+    ngx_event_handler_pt read_handler, ngx_event_handler_pt write_handler)
+{
+    ngx_connection_t  *c;
+
+    c = r->connection;
+
+    r->main->count++;
+
+    c->log->action = (char *) action;
+    c->read->handler = read_handler;
+    c->write->handler = write_handler;
+    c->idle = 1;
+
+    if (c->read->timer_set) {
+        ngx_del_timer(c->read);
+    }
+
+    if (c->write->timer_set) {
+        ngx_del_timer(c->write);
+    }
+
+    ngx_post_event(c->read, &ngx_posted_events);
+}
+
+
 /* the session keeps its own NUL-terminated user and claims reference */
 
 ngx_int_t

@@ -332,29 +332,9 @@ ngx_http_signalr_ws_upgrade(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    r->main->count++;
-
-    c->log->action = "serving signalr websocket";
-    c->read->handler = ngx_http_signalr_ws_read_handler;
-    c->write->handler = ngx_http_signalr_ws_write_handler;
-
-    /* tells a graceful shutdown to call the read handler, see below */
-    c->idle = 1;
-
-    if (c->read->timer_set) {
-        ngx_del_timer(c->read);
-    }
-
-    if (c->write->timer_set) {
-        ngx_del_timer(c->write);
-    }
-
-    /*
-     * The handlers run from the posted events, never from here: a close
-     * decided now would free the request under the phase engine.
-     */
-
-    ngx_post_event(c->read, &ngx_posted_events);
+    ngx_http_signalr_take_over(r, "serving signalr websocket",
+                               ngx_http_signalr_ws_read_handler,
+                               ngx_http_signalr_ws_write_handler);
     ngx_http_signalr_ws_post_write(s);
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
