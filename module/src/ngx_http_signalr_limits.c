@@ -257,7 +257,6 @@ ngx_http_signalr_limit_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
     ngx_http_signalr_limit_zone_t  *octx = data;
 
-    size_t                          len;
     ngx_http_signalr_limit_zone_t  *ctx;
 
     ctx = shm_zone->data;
@@ -301,19 +300,8 @@ ngx_http_signalr_limit_init_zone(ngx_shm_zone_t *shm_zone, void *data)
                     ngx_str_rbtree_insert_value);
     ngx_queue_init(&ctx->sh->queue);
 
-    len = sizeof(" in signalr_limit_zone \"\"") + shm_zone->shm.name.len;
-
-    ctx->shpool->log_ctx = ngx_slab_alloc(ctx->shpool, len);
-    if (ctx->shpool->log_ctx == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_sprintf(ctx->shpool->log_ctx, " in signalr_limit_zone \"%V\"%Z",
-                &shm_zone->shm.name);
-
-    ctx->shpool->log_nomem = 0;
-
-    return NGX_OK;
+    return ngx_http_signalr_name_zone(shm_zone, ctx->shpool,
+                                      "signalr_limit_zone");
 }
 
 

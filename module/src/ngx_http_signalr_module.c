@@ -540,6 +540,34 @@ ngx_http_signalr_send_problem(ngx_http_request_t *r, ngx_uint_t status,
 
 
 /*
+ * Names a shared-memory zone in the slab allocator's own messages
+ * ("... in signalr_limit_zone \"users\""), and keeps those quiet about a
+ * full zone: the callers answer that themselves (503, 429).
+ */
+
+ngx_int_t
+ngx_http_signalr_name_zone(ngx_shm_zone_t *shm_zone, ngx_slab_pool_t *shpool,
+    const char *what)
+{
+    size_t  len;
+
+    len = sizeof(" in  \"\"") + ngx_strlen(what) + shm_zone->shm.name.len;
+
+    shpool->log_ctx = ngx_slab_alloc(shpool, len);
+    if (shpool->log_ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(shpool->log_ctx, " in %s \"%V\"%Z", what,
+                &shm_zone->shm.name);
+
+    shpool->log_nomem = 0;
+
+    return NGX_OK;
+}
+
+
+/*
  * Sends b as the whole body of the answer, with the location's CORS
  * headers. Headers the caller added to r->headers_out stay.
  */

@@ -236,6 +236,8 @@ ngx_int_t ngx_http_signalr_send_problem(ngx_http_request_t *r,
     ngx_uint_t status, const char *detail);
 ngx_int_t ngx_http_signalr_send_buffer(ngx_http_request_t *r,
     ngx_uint_t status, ngx_str_t *content_type, ngx_buf_t *b);
+ngx_int_t ngx_http_signalr_name_zone(ngx_shm_zone_t *shm_zone,
+    ngx_slab_pool_t *shpool, const char *what);
 ngx_int_t ngx_http_signalr_add_header(ngx_http_request_t *r,
     const char *name, ngx_str_t *value);
 ngx_int_t ngx_http_signalr_is_hub_request(ngx_http_request_t *r,
@@ -308,6 +310,7 @@ ngx_int_t ngx_http_signalr_session_identity(ngx_http_signalr_session_t *s,
     ngx_http_signalr_ctx_t *ctx, ngx_pool_t *pool);
 void ngx_http_signalr_take_over(ngx_http_request_t *r, const char *action,
     ngx_event_handler_pt read_handler, ngx_event_handler_pt write_handler);
+ngx_http_signalr_session_t *ngx_http_signalr_event_session(ngx_event_t *ev);
 ngx_int_t ngx_http_signalr_feed(ngx_http_signalr_session_t *s,
     const u_char *data, size_t len);
 ngx_int_t ngx_http_signalr_send_empty(ngx_http_request_t *r,

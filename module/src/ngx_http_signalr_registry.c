@@ -75,7 +75,6 @@ ngx_http_signalr_registry_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
     ngx_http_signalr_registry_t  *octx = data;
 
-    size_t                        len;
     ngx_http_signalr_registry_t  *ctx;
 
     ctx = shm_zone->data;
@@ -106,20 +105,9 @@ ngx_http_signalr_registry_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_queue_init(&ctx->sh->negotiated);
     ngx_queue_init(&ctx->sh->attached);
 
-    len = sizeof(" in signalr registry zone \"\"") + shm_zone->shm.name.len;
-
-    ctx->shpool->log_ctx = ngx_slab_alloc(ctx->shpool, len);
-    if (ctx->shpool->log_ctx == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_sprintf(ctx->shpool->log_ctx, " in signalr registry zone \"%V\"%Z",
-                &shm_zone->shm.name);
-
     /* a full zone is answered with 503, not reported as a failure */
-    ctx->shpool->log_nomem = 0;
-
-    return NGX_OK;
+    return ngx_http_signalr_name_zone(shm_zone, ctx->shpool,
+                                      "signalr registry zone");
 }
 
 

@@ -179,14 +179,10 @@ ngx_http_signalr_sse_read_handler(ngx_event_t *rev)
     ssize_t                      n;
     ngx_uint_t                   i;
     ngx_connection_t            *c;
-    ngx_http_request_t          *r;
-    ngx_http_signalr_ctx_t      *ctx;
     ngx_http_signalr_session_t  *s;
 
     c = rev->data;
-    r = c->data;
-    ctx = ngx_http_get_module_ctx(r, ngx_http_signalr_module);
-    s = ctx->session;
+    s = ngx_http_signalr_event_session(rev);
 
     if (c->close) {
         c->close = 0;
@@ -228,15 +224,9 @@ ngx_http_signalr_sse_read_handler(ngx_event_t *rev)
 static void
 ngx_http_signalr_sse_write_handler(ngx_event_t *wev)
 {
-    ngx_connection_t            *c;
-    ngx_http_request_t          *r;
-    ngx_http_signalr_ctx_t      *ctx;
     ngx_http_signalr_session_t  *s;
 
-    c = wev->data;
-    r = c->data;
-    ctx = ngx_http_get_module_ctx(r, ngx_http_signalr_module);
-    s = ctx->session;
+    s = ngx_http_signalr_event_session(wev);
 
     if (s->failed || ngx_http_signalr_sse_flush(s) != NGX_OK) {
         ngx_http_signalr_sse_finalize(s);

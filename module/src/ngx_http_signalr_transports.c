@@ -551,6 +551,23 @@ ngx_http_signalr_take_over(ngx_http_request_t *r, const char *action,
 }
 
 
+/* the session of the request whose connection an event belongs to */
+
+ngx_http_signalr_session_t *
+ngx_http_signalr_event_session(ngx_event_t *ev)
+{
+    ngx_connection_t        *c;
+    ngx_http_request_t      *r;
+    ngx_http_signalr_ctx_t  *ctx;
+
+    c = ev->data;
+    r = c->data;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_signalr_module);
+
+    return ctx->session;
+}
+
+
 /* the session keeps its own NUL-terminated user and claims reference */
 
 ngx_int_t

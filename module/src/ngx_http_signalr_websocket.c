@@ -372,14 +372,10 @@ static void
 ngx_http_signalr_ws_read_handler(ngx_event_t *rev)
 {
     ngx_connection_t            *c;
-    ngx_http_request_t          *r;
-    ngx_http_signalr_ctx_t      *ctx;
     ngx_http_signalr_session_t  *s;
 
     c = rev->data;
-    r = c->data;
-    ctx = ngx_http_get_module_ctx(r, ngx_http_signalr_module);
-    s = ctx->session;
+    s = ngx_http_signalr_event_session(rev);
 
     /*
      * c->close: nginx is shutting down gracefully (c->idle made it call
@@ -406,15 +402,9 @@ ngx_http_signalr_ws_read_handler(ngx_event_t *rev)
 static void
 ngx_http_signalr_ws_write_handler(ngx_event_t *wev)
 {
-    ngx_connection_t            *c;
-    ngx_http_request_t          *r;
-    ngx_http_signalr_ctx_t      *ctx;
     ngx_http_signalr_session_t  *s;
 
-    c = wev->data;
-    r = c->data;
-    ctx = ngx_http_get_module_ctx(r, ngx_http_signalr_module);
-    s = ctx->session;
+    s = ngx_http_signalr_event_session(wev);
 
     if (s->failed || ngx_http_signalr_ws_flush(s) != NGX_OK) {
         ngx_http_signalr_ws_finalize(s);
