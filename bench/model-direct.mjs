@@ -1,7 +1,9 @@
-// Reads an OpenAI-compatible streaming endpoint directly, the baseline of
-// the provider benchmark in docs/performance.md: C streams at once, each a
-// POST {base}/chat/completions with "stream": true, timing the first
-// content token from the request and the gaps between tokens.
+// Reads an OpenAI-compatible streaming endpoint directly: C streams at
+// once, each a POST {base}/chat/completions with "stream": true, timing the
+// first content token from the request and the gaps between tokens. A
+// quick look that needs no build; the provider benchmark (bench/provider-run,
+// docs/providers.md) uses bench/provider/direct_reader.cpp instead, whose
+// own CPU stays out of the way at a thousand streams.
 //
 //   node bench/model-direct.mjs --url http://127.0.0.1:18900/v1 --streams 100
 import http from 'node:http';

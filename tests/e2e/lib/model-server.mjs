@@ -191,8 +191,10 @@ export async function startModelServer() {
     return new ModelServer().start();
 }
 
-// Run on its own, for benchmarks: every prompt gets --tokens tokens,
-// --delay-ms apart, the first after --first-delay-ms.
+// Run on its own, for trying a stack by hand: every prompt gets --tokens
+// tokens, --delay-ms apart, the first after --first-delay-ms. Beyond a few
+// hundred streams it falls behind its own schedule; the provider benchmark
+// plays the same stream from bench/provider/model_server.cpp.
 //   node tests/e2e/lib/model-server.mjs --port 18900 --tokens 60 --delay-ms 50
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
     const option = (name, fallback) => {
