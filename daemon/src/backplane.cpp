@@ -408,16 +408,22 @@ void Backplane::apply_group(const std::string &connection_id, const std::string 
     }
     LocalConnection &c = it->second;
     HubAudience audience{HubAudience::Kind::group, c.hub, group};
+    bool changed = false;
 
     if (join && c.groups.insert(group).second) {
         groups_[{c.hub, group}].insert(connection_id);
         hold(audience_channel(audience));
+        changed = true;
     } else if (!join && c.groups.erase(group) != 0) {
         auto g = groups_.find({c.hub, group});
         if (g != groups_.end() && (g->second.erase(connection_id), g->second.empty())) {
             groups_.erase(g);
         }
         release(audience_channel(audience));
+        changed = true;
+    }
+    if (changed && group_observer_) {
+        group_observer_(connection_id, group, join);
     }
 }
 
@@ -434,17 +440,29 @@ void Backplane::on_hub_message(const std::string &name, const std::string &paylo
     std::string to = json_string_field(m, "name");
     std::string kind = json_string_field(m, "audience");
 
-    if (type == "join" || type == "leave") {
-        apply_group(to, json_string_field(m, "group"), type == "join");
+    if (type == "join" || type == "leave" || type == "leave_all" || type == "close") {
+        on_control(kind.empty() ? "connection" : kind, hub, to, m);
         return;
     }
     if (type != "invoke") {
         return;
     }
+    for (const std::string &id : audience_targets(kind, hub, to, m)) {
+        deliver_invocation(id, m);
+    }
+}
 
+// The local connections of an audience, minus those the message excludes.
+std::set<std::string> Backplane::audience_targets(const std::string &kind, const std::string &hub,
+                                                  const std::string &to, const json_t *message)
+{
     std::set<std::string> targets;
+    size_t i;
+    json_t *item;
+
     if (kind == "all") {
-        targets = hubs_[hub];
+        auto it = hubs_.find(hub);
+        targets = it == hubs_.end() ? targets : it->second;
     } else if (kind == "user") {
         auto it = users_.find({hub, to});
         targets = it == users_.end() ? targets : it->second;
@@ -454,8 +472,35 @@ void Backplane::on_hub_message(const std::string &name, const std::string &paylo
     } else if (kind == "connection" && connections_.count(to) != 0) {
         targets.insert(to);
     }
-    for (const std::string &id : targets) {
-        deliver_invocation(id, m);
+    json_array_foreach(json_object_get(message, "excluded"), i, item) {
+        if (json_is_string(item)) {
+            targets.erase(json_string_value(item));
+        }
+    }
+    return targets;
+}
+
+void Backplane::on_control(const std::string &kind, const std::string &hub,
+                           const std::string &to, const json_t *m)
+{
+    std::string type = json_string_field(m, "type");
+    std::string group = json_string_field(m, "group");
+
+    for (const std::string &id : audience_targets(kind, hub, to, m)) {
+        auto it = connections_.find(id);
+        if (it == connections_.end() || it->second.hub != hub) {
+            continue;
+        }
+        if (type == "join" || type == "leave") {
+            apply_group(id, group, type == "join");
+        } else if (type == "leave_all") {
+            for (const std::string &g : std::set<std::string>(it->second.groups)) {
+                apply_group(id, g, false);
+            }
+        } else {
+            std::string reason = json_string_field(m, "reason");
+            registry_.close(id, reason.empty() ? nullptr : reason.c_str(), false);
+        }
     }
 }
 
@@ -470,20 +515,39 @@ void Backplane::deliver_invocation(const std::string &connection_id, const json_
     sr_message_clear(&msg);
 }
 
+namespace {
+
+const char *const audience_kinds[] = {"all", "user", "group", "connection"};
+
+json_t *excluded_array(const std::vector<std::string> &excluded)
+{
+    json_t *out = json_array();
+
+    for (const std::string &id : excluded) {
+        json_array_append_new(out, json_stringn(id.data(), id.size()));
+    }
+    return out;
+}
+
+}  // namespace
+
 asio::awaitable<Result<long long>> Backplane::send(const HubAudience &audience,
                                                    const std::string &target,
-                                                   const json_t *arguments)
+                                                   const json_t *arguments,
+                                                   const std::vector<std::string> &excluded)
 {
-    static const char *const kinds[] = {"all", "user", "group", "connection"};
     Json m = Json::object();
 
     json_set_string(m.get(), "type", "invoke");
     json_set_string(m.get(), "hub", audience.hub);
-    json_set_string(m.get(), "audience", kinds[static_cast<int>(audience.kind)]);
+    json_set_string(m.get(), "audience", audience_kinds[static_cast<int>(audience.kind)]);
     json_set_string(m.get(), "name", audience.name);
     json_set_string(m.get(), "target", target);
     json_object_set_new(m.get(), "arguments",
                         arguments ? json_deep_copy(arguments) : json_array());
+    if (!excluded.empty()) {
+        json_object_set_new(m.get(), "excluded", excluded_array(excluded));
+    }
 
     RedisArgs command = {"PUBLISH", audience_channel(audience), json_text(m.get())};
     Result<RedisValue> r = co_await commands_.command(std::move(command));
@@ -493,24 +557,28 @@ asio::awaitable<Result<long long>> Backplane::send(const HubAudience &audience,
     co_return r->integer;
 }
 
-asio::awaitable<Result<bool>> Backplane::change_group(const std::string &hub,
-                                                      const std::string &connection_id,
-                                                      const std::string &group, bool join)
+asio::awaitable<Result<long long>> Backplane::control(const HubAudience &audience,
+                                                      const std::string &type,
+                                                      const std::string &argument,
+                                                      const std::vector<std::string> &excluded)
 {
     Json m = Json::object();
 
-    json_set_string(m.get(), "type", join ? "join" : "leave");
-    json_set_string(m.get(), "hub", hub);
-    json_set_string(m.get(), "name", connection_id);
-    json_set_string(m.get(), "group", group);
+    json_set_string(m.get(), "type", type);
+    json_set_string(m.get(), "hub", audience.hub);
+    json_set_string(m.get(), "audience", audience_kinds[static_cast<int>(audience.kind)]);
+    json_set_string(m.get(), "name", audience.name);
+    json_set_string(m.get(), type == "close" ? "reason" : "group", argument);
+    if (!excluded.empty()) {
+        json_object_set_new(m.get(), "excluded", excluded_array(excluded));
+    }
 
-    HubAudience self{HubAudience::Kind::connection, hub, connection_id};
-    RedisArgs command = {"PUBLISH", audience_channel(self), json_text(m.get())};
+    RedisArgs command = {"PUBLISH", audience_channel(audience), json_text(m.get())};
     Result<RedisValue> r = co_await commands_.command(std::move(command));
     if (!r.is_ok()) {
         co_return r.status();
     }
-    co_return r->integer > 0;
+    co_return r->integer;
 }
 
 }  // namespace signalrd

@@ -11,6 +11,10 @@
 //   P:hub:HUB:group:GROUP           ... for every connection in that group
 //   P:hub:HUB:connection:ID         ... for one connection, and its group changes
 //
+// The user and connection channels also carry control messages of the push API
+// (push_api.h): group changes for every connection of a user, leaving every group,
+// and closing connections.
+//
 // An instance subscribes only to what it holds: its own instance channel, the channels
 // of the conversations its streams follow (while they do, and 5 s beyond, so a client
 // that resumes at once does not make it unsubscribe and subscribe again), and the hub,
@@ -87,16 +91,32 @@ public:
     void on_connection(const ConnectionInfo &connection, bool opened);
 
     // Publishes an invocation of target(arguments) to the audience's connections on
-    // every instance, this one included. The value is the number of instances that
-    // received it (0: nobody holds such a connection). unavailable while Redis is down.
+    // every instance, this one included, but those whose ids are in excluded. The value
+    // is the number of instances that received it (0: nobody holds such a connection).
+    // unavailable while Redis is down.
     asio::awaitable<Result<long long>> send(const HubAudience &audience,
-                                            const std::string &target, const json_t *arguments);
+                                            const std::string &target, const json_t *arguments,
+                                            const std::vector<std::string> &excluded = {});
 
-    // Adds a connection (held by any instance) to a group of its hub, or removes it.
-    // The value is false when no instance holds the connection.
-    asio::awaitable<Result<bool>> change_group(const std::string &hub,
-                                               const std::string &connection_id,
-                                               const std::string &group, bool join);
+    // Publishes a control message to the audience's connections on every instance:
+    // "join" or "leave" the group named by argument, "leave_all" groups, or "close"
+    // (argument is the Close message's error; empty: none). Same value as send().
+    asio::awaitable<Result<long long>> control(const HubAudience &audience,
+                                               const std::string &type,
+                                               const std::string &argument,
+                                               const std::vector<std::string> &excluded = {});
+
+    // Joins (or leaves) a group for a connection this instance holds; nothing for others.
+    void change_local_group(const std::string &connection_id, const std::string &group,
+                            bool join)
+    {
+        apply_group(connection_id, group, join);
+    }
+
+    // Told of every group change of a local connection, after it was made.
+    using GroupObserver = std::function<void(const std::string &connection_id,
+                                             const std::string &group, bool joined)>;
+    void set_group_observer(GroupObserver observer) { group_observer_ = std::move(observer); }
 
     std::string audience_channel(const HubAudience &audience) const;
 
@@ -115,6 +135,10 @@ private:
     void on_instance_message(const std::string &payload);
     void on_hub_message(const std::string &channel, const std::string &payload);
     void deliver_invocation(const std::string &connection_id, const json_t *message);
+    void on_control(const std::string &kind, const std::string &hub, const std::string &to,
+                    const json_t *message);
+    std::set<std::string> audience_targets(const std::string &kind, const std::string &hub,
+                                           const std::string &to, const json_t *message);
     void apply_group(const std::string &connection_id, const std::string &group, bool join);
     void publish_fragments(const std::string &conversation_id, const std::string &entry_id,
                            const json_t *message);
@@ -132,6 +156,7 @@ private:
     HubRegistry &registry_;
     std::string instance_channel_;
     CancelHandler on_cancel_;
+    GroupObserver group_observer_;
     std::unordered_map<std::string, std::unique_ptr<Channel>> channels_;
     std::unordered_map<std::string, LocalConnection> connections_;
     // (hub, name) -> connection ids, for users and for groups

@@ -49,6 +49,11 @@ const KeySpec key_specs[] = {
     {"backlog_batch_ms", "SIGNALRD_BACKLOG_BATCH_MS", KeyKind::count, 0, 1000},
     {"cancel_unwatched", "SIGNALRD_CANCEL_UNWATCHED", KeyKind::flag, 0, 0},
     {"log_level", "SIGNALRD_LOG_LEVEL", KeyKind::log_level, 0, 0},
+    {"push_hubs", "SIGNALRD_PUSH_HUBS", KeyKind::text, 0, 0},
+    {"push_group_rules", "SIGNALRD_PUSH_GROUP_RULES", KeyKind::text, 0, 0},
+    {"push_access_key_file", "SIGNALRD_PUSH_ACCESS_KEY_FILE", KeyKind::text, 0, 0},
+    {"presence_events_group", "SIGNALRD_PRESENCE_EVENTS_GROUP", KeyKind::text, 0, 0},
+    {"presence_ttl", "SIGNALRD_PRESENCE_TTL", KeyKind::count, 3, 3600},
 };
 
 const KeySpec *find_key(std::string_view key)
@@ -85,6 +90,10 @@ std::string *text_field(Config &c, std::string_view key)
     if (key == "ai_api_key_file") return &c.ai_api_key_file;
     if (key == "ai_system_prompt") return &c.ai_system_prompt;
     if (key == "ai_temperature") return &c.ai_temperature;
+    if (key == "push_hubs") return &c.push_hubs;
+    if (key == "push_group_rules") return &c.push_group_rules;
+    if (key == "push_access_key_file") return &c.push_access_key_file;
+    if (key == "presence_events_group") return &c.presence_events_group;
     return nullptr;
 }
 
@@ -108,6 +117,7 @@ uint32_t *count_field(Config &c, std::string_view key)
     if (key == "ai_retries") return &c.ai_retries;
     if (key == "backlog_batch_fragments") return &c.backlog_batch_fragments;
     if (key == "backlog_batch_ms") return &c.backlog_batch_ms;
+    if (key == "presence_ttl") return &c.presence_ttl;
     return nullptr;
 }
 

@@ -16,16 +16,19 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
-#include "admin_api.h"
 #include "backplane.h"
 #include "chat_api.h"
 #include "chat_hub.h"
 #include "config.h"
 #include "demo_provider.h"
+#include "group_store.h"
 #include "http_server.h"
 #include "hub_registry.h"
 #include "openai_provider.h"
+#include "presence.h"
 #include "provider_setup.h"
+#include "push_api.h"
+#include "push_hub.h"
 #include "reply_sweeper.h"
 #include "token_claims.h"
 #include "worker_link.h"
@@ -69,10 +72,18 @@ std::string host_name()
     return name;
 }
 
+// Every hub the daemon serves: the chat hub and the configured push hubs.
+std::vector<std::string> hub_names(const PushSettings &push)
+{
+    std::vector<std::string> names = {chat_hub_name};
+    names.insert(names.end(), push.hubs.begin(), push.hubs.end());
+    return names;
+}
+
 // Everything the daemon runs, in construction order.
 struct Daemon {
     Daemon(asio::io_context &io, const Config &c, RedisEndpoint endpoint,
-           std::optional<OpenAiSettings> model)
+           std::optional<OpenAiSettings> model, const PushSettings &push_settings)
         : config(c),
           redis(io.get_executor(), endpoint),
           store(redis, c.key_prefix, host_name() + ":" + c.worker_socket, c.history_messages,
@@ -87,10 +98,18 @@ struct Daemon {
           backplane(io.get_executor(), std::move(endpoint), redis, store, bus, registry),
           sweeper(io.get_executor(), store, runner, redis),
           api(store, runner, bus, redis),
-          admin(backplane),
+          groups(redis, c.key_prefix),
+          presence(io.get_executor(), redis, c.key_prefix, store.instance(),
+                   std::chrono::seconds(c.presence_ttl), hub_names(push_settings)),
+          push_hub(registry),
+          push(io.get_executor(), push_settings, hub_names(push_settings), backplane, groups,
+               presence, redis),
           http(io.get_executor(), [this](const HttpRequest &r) { return route(r); })
     {
         registry.add_hub(chat_hub_name, chat);
+        for (const std::string &name : push_settings.hubs) {
+            registry.add_hub(name, push_hub);
+        }
         wire_backplane();
         runner.set_batching({c.backlog_batch_fragments,
                              std::chrono::milliseconds(c.backlog_batch_ms)});
@@ -118,7 +137,10 @@ struct Daemon {
         bus.set_bridge(&backplane);
         registry.set_observer([this](const ConnectionInfo &info, bool opened) {
             backplane.on_connection(info, opened);
+            push.on_connection(info, opened);
         });
+        backplane.set_group_observer([this](const std::string &id, const std::string &group,
+                                            bool joined) { presence.on_group(id, group, joined); });
         backplane.set_cancel_handler([this](const std::string &id, const std::string &reply) {
             runner.cancel_reply(id, reply);
         });
@@ -126,6 +148,7 @@ struct Daemon {
             if (up) {
                 runner.on_redis_up();
                 sweeper.on_redis_up();
+                presence.on_redis_up();
             }
             // systemd shows this in `systemctl status`; READY=1 does not wait for Redis
             sd_notifyf(0, "STATUS=%s", up ? "serving, redis up" : "redis down, retrying");
@@ -134,8 +157,8 @@ struct Daemon {
 
     asio::awaitable<HttpResponse> route(const HttpRequest &r)
     {
-        if (AdminApi::handles(r.path)) {
-            return admin.handle(r);
+        if (PushApi::handles(r.path)) {
+            return push.handle(r);
         }
         return api.handle(r);
     }
@@ -154,7 +177,10 @@ struct Daemon {
     Backplane backplane;
     ReplySweeper sweeper;
     ChatApi api;
-    AdminApi admin;
+    GroupStore groups;
+    Presence presence;
+    PushHub push_hub;
+    PushApi push;
     HttpServer http;
 };
 
@@ -185,6 +211,7 @@ asio::awaitable<void> stop_gracefully(asio::io_context &io, Daemon &d)
     d.links.close_all();
     co_await wait_until(io, std::chrono::seconds(1), [&d] { return d.links.link_count() == 0; });
     d.sweeper.stop();
+    d.presence.stop();
     d.backplane.stop();
     d.redis.stop();
     io.stop();
@@ -224,14 +251,21 @@ int run(const Config &config)
         return 1;
     }
 
+    Result<PushSettings> push = load_push_settings(config, {chat_hub_name});
+    if (!push.is_ok()) {
+        log_error("%s", push.status().message().c_str());
+        return 1;
+    }
+
     asio::io_context io(1);
-    Daemon d(io, config, *endpoint, *model);
+    Daemon d(io, config, *endpoint, *model, *push);
     if (!dev_secret.empty()) {
         d.api.enable_dev_tokens(dev_secret);
     }
 
     d.redis.start();
     d.backplane.start();
+    d.presence.start();
     d.sweeper.start();
     Status s = d.links.listen(config.worker_socket);
     if (s.is_ok()) {

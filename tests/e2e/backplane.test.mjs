@@ -7,10 +7,10 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { daemonRequest } from './lib/admin.mjs';
 import { startDeployment } from './lib/deployment.mjs';
 import { assertIncreasingFragmentIds } from './lib/fragments.mjs';
 import { FragmentStream, connect, textOf } from './lib/hub.mjs';
+import { hubRoute, push } from './lib/push.mjs';
 import { api, cancelChat, createChat, getChat, messagesOf } from './lib/rest.mjs';
 import { startStack } from './lib/stack.mjs';
 import { devToken } from './lib/tokens.mjs';
@@ -110,9 +110,10 @@ function listen(connection) {
     return got;
 }
 
+// through the push API (docs/push-api.md), which publishes on the backplane
 async function send(stack, route, args) {
-    const response = await daemonRequest(stack, 'POST', `/admin/v1/hubs/ChatStreamHub${route}`,
-        { target: 'Notice', arguments: args });
+    const response = await push(stack, 'POST', hubRoute('ChatStreamHub', `${route}/:send`),
+        { body: { target: 'Notice', arguments: args } });
     assert.equal(response.status, 202, `POST ${route} answers 202 (${response.text})`);
     return response.json;
 }
@@ -143,9 +144,9 @@ test('messages to a user, a group, a connection and everyone reach each connecti
 
         await send(B, '', ['everyone']);
         for (const [name, conn] of [['a1', conns.a1], ['b2', conns.b2]]) {
-            const joined = await daemonRequest(B, 'PUT', '/admin/v1/hubs/ChatStreamHub/groups/'
-                + `readers/connections/${conn.connectionId}`);
-            assert.equal(joined.status, 204, `${name} joins the group from B (${joined.text})`);
+            const joined = await push(B, 'PUT', hubRoute('ChatStreamHub',
+                `/groups/readers/connections/${conn.connectionId}`));
+            assert.equal(joined.status, 200, `${name} joins the group from B (${joined.text})`);
         }
         await sleep(300);
         await send(A, '/groups/readers', ['group']);
@@ -158,10 +159,11 @@ test('messages to a user, a group, a connection and everyone reach each connecti
         assert.deepEqual(counts('direct'), { a1: 0, b1: 0, b2: 0, x: 1 },
             'a message to one connection, sent through the other instance, reaches it once');
 
-        const unknown = await daemonRequest(A, 'PUT',
-            '/admin/v1/hubs/ChatStreamHub/groups/readers/connections/no-such-connection');
+        const unknown = await push(A, 'PUT',
+            hubRoute('ChatStreamHub', '/groups/readers/connections/no-such-connection'));
         assert.equal(unknown.status, 404, 'joining a connection nobody holds is a 404');
-        const bad = await daemonRequest(A, 'POST', '/admin/v1/hubs/ChatStreamHub', { target: '' });
+        const bad = await push(A, 'POST', hubRoute('ChatStreamHub', '/:send'),
+            { body: { target: '' } });
         assert.equal(bad.status, 400, 'a message without a target is a 400');
         await Promise.all(Object.values(conns).map((c) => c.stop()));
     });
