@@ -35,14 +35,16 @@ test(`${USERS * CHATS_PER_USER} concurrent streams from one daemon complete corr
             const token = await devToken(`load-user-${u}`);
             return { token, connection: await connect(stack, { token }) };
         }));
+        // no stream sends a token before every request has arrived, so
+        // the streams overlap however slowly a loaded machine opens them
+        let openGate;
+        const gate = new Promise((resolve) => { openGate = resolve; });
         const prompts = [];
         for (let u = 0; u < USERS; u++) {
             for (let c = 0; c < CHATS_PER_USER; c++) {
                 const prompt = `load ${u} ${c} concurrent stream`;
-                // 20 tokens 25 ms apart: every stream is still running when
-                // the last one starts
                 model.script(prompt, { tokens: defaultTokens(prompt, TOKENS), delayMs: 25,
-                    firstDelayMs: 200 });
+                    gate });
                 prompts.push({ user: users[u], prompt });
             }
         }
@@ -51,6 +53,13 @@ test(`${USERS * CHATS_PER_USER} concurrent streams from one daemon complete corr
             const id = await createChat(stack, user.token, prompt);
             return { user, prompt, id, stream: new FragmentStream(user.connection, id) };
         }));
+        const deadline = Date.now() + 30000;
+        while (model.requests.length < prompts.length && Date.now() < deadline) {
+            await new Promise((resolve) => { setTimeout(resolve, 20); });
+        }
+        assert.equal(model.requests.length, prompts.length,
+            'the daemon had every request open at once');
+        openGate();
         await Promise.all(chats.map(({ stream }) => stream.waitFor(
             (fs) => fs.some((f) => f.isFinal && f.sender === 'assistant'),
             'the end of the reply', 60000)));

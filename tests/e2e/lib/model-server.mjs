@@ -35,6 +35,7 @@ const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
 //   status, body, headers  an HTTP error answer instead of a stream
 //   tokens                 the content deltas (default: defaultTokens)
 //   firstDelayMs, delayMs  before the first token, between tokens
+//   gate                   a promise the stream waits for before it starts
 //   forever                after the tokens, keep sending one every delayMs
 //   silent                 send headers, then nothing, until the client goes
 //   cutAfter               destroy the connection after that many tokens
@@ -77,6 +78,7 @@ async function play(request, response, script, record) {
     };
     const event = (data) => write(`data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`);
 
+    await script.gate;
     await sleep(script.firstDelayMs ?? 0);
     await write(': keep-alive comment\n\n');
     await event(chunk(model, null));   // a role-only first chunk, as OpenAI sends
