@@ -5,7 +5,6 @@
 // when the host stays down, another instance once the lease ran out.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 
 import { healthOf } from './lib/admin.mjs';
 import { startDeployment } from './lib/deployment.mjs';
@@ -14,6 +13,7 @@ import { FragmentStream, connect, textOf } from './lib/hub.mjs';
 import { createChat, getChat, messagesOf } from './lib/rest.mjs';
 import { startStack } from './lib/stack.mjs';
 import { devToken } from './lib/tokens.mjs';
+import { waitFor } from './lib/wait.mjs';
 
 const INTERRUPTED = 'Generation was interrupted.';
 let deployment;
@@ -31,17 +31,6 @@ before(async () => {
 after(async () => {
     await deployment?.stop();
 });
-
-async function waitFor(condition, what, timeoutMs = 20000) {
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
-        if (await condition()) {
-            return;
-        }
-        await sleep(100);
-    }
-    throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-}
 
 const assistantFinal = (fs) => fs.some((f) => f.isFinal && f.sender === 'assistant');
 

@@ -11,6 +11,7 @@ import { FragmentStream, NO_CONTEXT, connect, contextAfter, textOf } from './lib
 import { createChat, getChat, messagesOf } from './lib/rest.mjs';
 import { startStack } from './lib/stack.mjs';
 import { devToken } from './lib/tokens.mjs';
+import { waitFor } from './lib/wait.mjs';
 
 let stack;
 
@@ -24,17 +25,6 @@ before(async () => {
 after(async () => {
     await stack?.stop();
 });
-
-async function waitFor(condition, what, timeoutMs = 20000) {
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
-        if (await condition()) {
-            return;
-        }
-        await sleep(100);
-    }
-    throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-}
 
 // Collects a Stream until nothing new came for quietMs. The worker's link
 // to the new daemon may still be coming up ("hub unavailable"): retry

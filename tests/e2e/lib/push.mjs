@@ -7,11 +7,14 @@ import { execFile } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 
 import { buildConnection } from './hub.mjs';
 import { requireBuilt, signalrctl, sourceDir } from './paths.mjs';
+import { readResponse } from './rest.mjs';
+import { waitFor } from './wait.mjs';
+
+export { waitFor };
 
 const run = promisify(execFile);
 
@@ -57,14 +60,7 @@ export async function push(stack, method, route, { body, query, token, tokenOpti
     const response = await fetch(`${url}?${params}`, {
         method, headers, body: payload, signal: AbortSignal.timeout(5000),
     });
-    const text = await response.text();
-    let json;
-    try {
-        json = text === '' ? undefined : JSON.parse(text);
-    } catch {
-        json = undefined;
-    }
-    return { status: response.status, json, text, headers: response.headers };
+    return readResponse(response);
 }
 
 export const hubRoute = (hub, rest = '') => `/api/hubs/${encodeURIComponent(hub)}${rest}`;
@@ -86,18 +82,6 @@ export async function listener(stack, { token, hubPath = NOTIFICATIONS, methods,
     }
     await connection.start();
     return { connection, got, id: connection.connectionId };
-}
-
-// Polls condition() every 100 ms until it holds.
-export async function waitFor(condition, what, timeoutMs = 10000) {
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
-        if (await condition()) {
-            return;
-        }
-        await sleep(100);
-    }
-    throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
 }
 
 // GET .../presence, as JSON

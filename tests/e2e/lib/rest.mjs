@@ -20,6 +20,12 @@ export async function api(stack, method, path, { token, body, headers = {} } = {
         body: payload,
         signal: AbortSignal.timeout(10000),
     });
+    return readResponse(response);
+}
+
+// A fetch response as the tests look at it: { status, headers, text,
+// json }, json undefined when the body is not JSON.
+export async function readResponse(response) {
     const text = await response.text();
     let json;
     try {
