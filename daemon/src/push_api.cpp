@@ -7,6 +7,8 @@
 
 #include <signalr/jwt.h>
 
+#include "text_split.h"
+
 namespace signalrd {
 
 namespace {
@@ -59,23 +61,13 @@ const RouteSpec route_specs[] = {
     {"users/{u}/presence", "GET", PushAction::presence, Kind::user},
 };
 
+// The segments of a path ("" has none).
 std::vector<std::string> split(std::string_view s)
 {
-    std::vector<std::string> out;
-    size_t pos = 0;
-
     if (s.empty()) {
-        return out;
+        return {};
     }
-    while (pos <= s.size()) {
-        size_t slash = s.find('/', pos);
-        if (slash == std::string_view::npos) {
-            slash = s.size();
-        }
-        out.emplace_back(s.substr(pos, slash - pos));
-        pos = slash + 1;
-    }
-    return out;
+    return split_on(s, '/');
 }
 
 int hex_digit(char c)

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <sstream>
 
+#include "text_split.h"
 #include "token_claims.h"
 
 namespace signalrd {
@@ -17,22 +18,6 @@ std::vector<std::string> words(std::string_view text)
 
     while (in >> word) {
         out.push_back(word);
-    }
-    return out;
-}
-
-std::vector<std::string> split_commas(const std::string &text)
-{
-    std::vector<std::string> out;
-    size_t pos = 0;
-
-    while (pos <= text.size()) {
-        size_t comma = text.find(',', pos);
-        if (comma == std::string::npos) {
-            comma = text.size();
-        }
-        out.push_back(text.substr(pos, comma - pos));
-        pos = comma + 1;
     }
     return out;
 }
@@ -112,7 +97,7 @@ Result<PushSettings> parse_push_settings(const std::string &hubs, const std::str
         }
         out.hubs.push_back(hub);
     }
-    for (const std::string &text : split_commas(rules)) {
+    for (const std::string &text : split_on(rules, ',')) {
         if (words(text).empty()) {
             continue;
         }
