@@ -7,6 +7,8 @@
 #   make test   build with sanitizers and run every test through CTest
 #   make fuzz   the long fuzz campaigns (docs/fuzzing.md)
 #   make package  deb (and rpm, where rpmbuild exists) packages in build/
+#   make bench  the benchmark matrix against nchan, a Node.js ws server and
+#               the floor; rewrites docs/performance.md (at most 15 minutes)
 
 PORT      ?= 8080
 REDIS_URL ?=
@@ -15,7 +17,7 @@ JOBS      ?= $(shell nproc)
 BUILD_DIR      := build
 TEST_BUILD_DIR := build-test
 
-.PHONY: all deps build build-test run test fuzz package clean
+.PHONY: all deps build build-test run test fuzz package bench clean
 
 all: build
 
@@ -43,6 +45,13 @@ fuzz: build-test
 
 package: build
 	@cmake --build $(BUILD_DIR) --target package
+
+# the benchmark's own packages (bench/packages.txt, the ws peer) are not
+# needed by the tests, hence not in deps
+bench: build
+	@bench/install-deps
+	@bench/run --no-build --build $(BUILD_DIR) --matrix \
+	    --docs docs/performance.md
 
 clean:
 	rm -rf $(BUILD_DIR) $(TEST_BUILD_DIR)

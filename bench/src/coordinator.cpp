@@ -289,7 +289,7 @@ measure(const Options &opts, std::vector<Child> &children,
     if (opts.scenario == "chat") {
         pump(children, start + int64_t(opts.timeout_s * kNsPerSec),
              [](const Child &c) { return c.result.has_value(); });
-    } else if (opts.scenario == "invoke") {
+    } else if (opts.scenario == "invoke" || opts.scenario == "broadcast") {
         wait_for(children, opts.warmup_s + opts.duration_s);
     } else {
         wait_for(children, opts.hold_s);

@@ -14,6 +14,24 @@ HttpClient::HttpClient(EventLoop &loop, const sockaddr_in &dst,
 }
 
 
+HttpClient::HttpClient(EventLoop &loop, std::string unix_path)
+    : loop_(loop), dst_(), has_source_(false),
+      unix_path_(std::move(unix_path))
+{
+}
+
+
+Status
+HttpClient::connect_stream()
+{
+    if (!unix_path_.empty()) {
+        return stream_->connect_unix(unix_path_);
+    }
+
+    return stream_->connect(dst_, has_source_ ? &source_ : nullptr);
+}
+
+
 void
 HttpClient::send(std::string request, Callback done)
 {
@@ -36,7 +54,7 @@ HttpClient::start_next()
     if (!stream_->is_open()) {
         // The same stream object reconnects: it may be reading right
         // now, below us on the stack.
-        Status  s = stream_->connect(dst_, has_source_ ? &source_ : nullptr);
+        Status  s = connect_stream();
         if (!s.ok()) {
             fail_all(s.message());
             return;
@@ -57,7 +75,7 @@ HttpClient::preconnect()
     }
 
     if (!stream_->is_open()) {
-        Status  s = stream_->connect(dst_, has_source_ ? &source_ : nullptr);
+        Status  s = connect_stream();
         if (!s.ok()) {
             fail_all(s.message());
         }

@@ -26,6 +26,9 @@ public:
     HttpClient(EventLoop &loop, const sockaddr_in &dst,
                const sockaddr_in *source);
 
+    // To a Unix socket instead (unix_path not empty).
+    HttpClient(EventLoop &loop, std::string unix_path);
+
     // Queues a whole request (see http_request()). Connects first when
     // there is no connection, and again after the server closed an idle
     // one.
@@ -53,11 +56,13 @@ private:
 
     void start_next();
     void fail_all(const std::string &reason);
+    Status connect_stream();
 
     EventLoop                   &loop_;
     sockaddr_in                  dst_;
     sockaddr_in                  source_ {};
     bool                         has_source_;
+    std::string                  unix_path_;
     std::unique_ptr<TcpStream>   stream_;
     HttpResponseParser           parser_;
     std::deque<Pending>          queue_;

@@ -3,6 +3,12 @@
 // with the connection token, the hub handshake, then hub messages in
 // JSON or MessagePack. Framing and encoding come from the project's
 // shared library (client role, masked frames).
+//
+// With HubTarget::plain_websocket the same connection is a bare
+// WebSocket client instead (no token, negotiate or handshake; every
+// message handed over as it is), which is how the benchmark holds
+// connections to servers that are not SignalR: nchan, a Node.js `ws`
+// server, the floor program.
 
 #ifndef SIGNALR_BENCH_HUB_CONNECTION_H
 #define SIGNALR_BENCH_HUB_CONNECTION_H
@@ -30,6 +36,8 @@ struct HubTarget {
     std::string    hub_path;      // "/api/v1/chats/stream"
     sr_protocol_t  protocol = SR_PROTOCOL_JSON;
     bool           negotiate = true;
+    bool           plain_websocket = false;
+    std::string    token_query;   // appended to GET /dev/token?sub=...
     size_t         max_message = 1024 * 1024;
 };
 
@@ -46,6 +54,22 @@ public:
     // connection). now_ns: the monotonic time the bytes were read.
     virtual void on_hub_message(HubConnection &hub, const sr_message_t &msg,
                                 int64_t now_ns) = 0;
+
+    // One hub message as it came, before it is decoded: true when the
+    // listener has dealt with it (it is then not decoded at all), which
+    // spares a benchmark the decoding that its peers do not need.
+    virtual bool on_hub_payload(HubConnection &hub, const unsigned char *data,
+                                size_t len, int64_t now_ns)
+    {
+        return false;
+    }
+
+    // plain_websocket only: one whole WebSocket message, as sent.
+    virtual void on_plain_message(HubConnection &hub,
+                                  const unsigned char *data, size_t len,
+                                  int64_t now_ns)
+    {
+    }
 
     // Once, when a started connection fails or ends; reason says which
     // step failed ("negotiate: HTTP 401", "closed by peer", ...).
@@ -77,7 +101,8 @@ public:
     // WebSocket message. Only in State::kReady.
     Status send(const sr_message_t &msg);
 
-    // Sends a Ping message when nothing was sent for interval_ns.
+    // Sends a Ping message (a WebSocket ping with plain_websocket) when
+    // nothing was sent for interval_ns.
     void keepalive(int64_t now_ns, int64_t interval_ns);
 
     // The WebSocket close handshake (1000); kClosed once the server
@@ -88,9 +113,14 @@ public:
     size_t index() const { return index_; }
     const std::string &user() const { return user_; }
     const std::string &token() const { return token_; }
+
+    // From negotiate ("" without): what a server-side API names the
+    // connection by.
+    const std::string &connection_id() const { return connection_id_; }
     int64_t started_ns() const { return started_ns_; }
     int64_t ready_ns() const { return ready_ns_; }
     uint64_t pings_received() const { return pings_received_; }
+    unsigned token_retries() const { return token_attempts_; }
 
     void on_connected() override;
     void on_data(const unsigned char *data, size_t len) override;
@@ -119,6 +149,7 @@ private:
     std::unique_ptr<HttpClient>  http_;
     std::unique_ptr<TcpStream>   stream_;
     std::string                  token_;
+    std::string                  connection_id_;
     std::string                  ws_key_;
     sr_ws_parser_t               ws_;
     sr_buf_t                     in_;
@@ -129,6 +160,7 @@ private:
     int64_t                      ready_ns_ = 0;
     int64_t                      last_send_ns_ = 0;
     uint64_t                     pings_received_ = 0;
+    unsigned                     token_attempts_ = 0;
 };
 
 }  // namespace bench

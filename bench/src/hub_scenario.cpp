@@ -45,6 +45,10 @@ HubScenario::HubScenario(WorkerContext &ctx)
     target_.hub_path = o.hub_path;
     target_.protocol = o.protocol;
     target_.negotiate = o.negotiate;
+    target_.plain_websocket = o.plain_websocket;
+    if (!o.token_args.empty()) {
+        target_.token_query = "&" + o.token_args;
+    }
 
     for (size_t i = 0; i < ctx.count; i++) {
         size_t              global = ctx.first + i;
@@ -76,7 +80,9 @@ HubScenario::setup()
     if (hubs_.empty()) {
         setup_done_ = true;
         on_setup_done();
-        ctx_.ready(setup_results_);
+        if (!defer_ready_) {
+            ctx_.ready(setup_results_);
+        }
         return;
     }
 
@@ -156,6 +162,9 @@ HubScenario::on_hub_ready(HubConnection &hub)
     }
 
     setup_results_.count("ready");
+    if (hub.token_retries() > 0) {
+        setup_results_.count("token_retries", hub.token_retries());
+    }
     setup_results_.record("setup", (hub.ready_ns() - hub.started_ns())
                                    / kNsPerUs);
     on_ready(hub);
@@ -208,7 +217,9 @@ HubScenario::settle(size_t i)
 
     setup_done_ = true;
     on_setup_done();
-    ctx_.ready(setup_results_);
+    if (!defer_ready_) {
+        ctx_.ready(setup_results_);
+    }
 }
 
 

@@ -17,7 +17,10 @@ enum OptionId {
     kWarmup, kHold, kTimeout, kTokenRate, kKeepalive, kInflight,
     kSetupConcurrency, kTarget, kPrompt, kUserPrefix, kUserOffset,
     kSignalrctl, kDevKey, kSkipNegotiate, kJson, kOutput, kPids,
-    kNginxMaster, kDaemonPid, kLabel, kRestUrl, kHelp
+    kNginxMaster, kDaemonPid, kLabel, kRestUrl, kPlainWebsocket, kPublish,
+    kPublishFormat, kPublishKey, kJoin, kRate, kPayloadBytes, kPublishers,
+    kWindow, kTokenArgs,
+    kHelp
 };
 
 const struct option  kLongOptions[] = {
@@ -50,6 +53,16 @@ const struct option  kLongOptions[] = {
     {"nginx-master", required_argument, nullptr, kNginxMaster},
     {"daemon-pid", required_argument, nullptr, kDaemonPid},
     {"label", required_argument, nullptr, kLabel},
+    {"plain-websocket", no_argument, nullptr, kPlainWebsocket},
+    {"publish", required_argument, nullptr, kPublish},
+    {"publish-format", required_argument, nullptr, kPublishFormat},
+    {"publish-key", required_argument, nullptr, kPublishKey},
+    {"join", required_argument, nullptr, kJoin},
+    {"rate", required_argument, nullptr, kRate},
+    {"payload-bytes", required_argument, nullptr, kPayloadBytes},
+    {"publishers", required_argument, nullptr, kPublishers},
+    {"window", required_argument, nullptr, kWindow},
+    {"token-args", required_argument, nullptr, kTokenArgs},
     {"help", no_argument, nullptr, kHelp},
     {nullptr, 0, nullptr, 0}
 };
@@ -209,6 +222,22 @@ apply_number(int id, const char *arg, Options *o)
         s = parse_count("daemon-pid", arg, 1, 1e9, &n);
         o->daemon_pid = int(n);
         break;
+    case kPayloadBytes:
+        s = parse_count("payload-bytes", arg, 48, 16384, &o->payload_bytes);
+        break;
+    case kPublishers:
+        s = parse_count("publishers", arg, 1, 64, &n);
+        o->publishers = unsigned(n);
+        break;
+    case kWindow:
+        s = parse_count("window", arg, 1, 1e6, &n);
+        o->window = unsigned(n);
+        break;
+    case kRate:
+        if (!parse_number(arg, 0, 1e6, &o->rate)) {
+            return Status::Error("--rate: not a rate in messages/s");
+        }
+        break;
     case kDuration:
         return parse_seconds("duration", arg, 0.1, &o->duration_s);
     case kWarmup:
@@ -249,7 +278,19 @@ apply_option(int id, const char *arg, Options *o)
     case kJson:          o->json = true; break;
     case kOutput:        o->output = arg; break;
     case kLabel:         o->label = arg; break;
+    case kPlainWebsocket: o->plain_websocket = true; break;
+    case kPublish:       o->publish_url = arg; break;
+    case kPublishKey:    o->publish_key_file = arg; break;
+    case kJoin:          o->join_url = arg; break;
+    case kTokenArgs:     o->token_args = arg; break;
     case kHelp:          return Status::Error("help");
+
+    case kPublishFormat:
+        if (strcmp(arg, "signalr") != 0 && strcmp(arg, "raw") != 0) {
+            return Status::Error("--publish-format: signalr or raw");
+        }
+        o->publish_format = arg;
+        break;
 
     case kProtocol:
         if (strcmp(arg, "json") == 0) {
@@ -286,15 +327,21 @@ validate(Options *o)
     long  cores = sysconf(_SC_NPROCESSORS_ONLN);
 
     if (o->scenario != "chat" && o->scenario != "invoke"
-        && o->scenario != "idle")
+        && o->scenario != "idle" && o->scenario != "broadcast")
     {
         return Status::Error("unknown scenario \"" + o->scenario
-                             + "\": chat, invoke or idle");
+                             + "\": chat, invoke, idle or broadcast");
     }
 
-    if (cores > 0 && o->procs > unsigned(cores)) {
+    // Idle connections cost no CPU to speak of, but a socket each: past
+    // the open-file limit of one process, idle takes more processes.
+    if (cores > 0 && o->procs > unsigned(cores) && o->scenario != "idle") {
         return Status::Error("--procs: at most one process per core ("
-                             + std::to_string(cores) + ")");
+                             + std::to_string(cores) + "), but for idle");
+    }
+
+    if (o->scenario == "broadcast" && o->publish_url.empty()) {
+        return Status::Error("broadcast: --publish URL is required");
     }
 
     if (o->connections == 0) {
@@ -347,7 +394,8 @@ parse_options(int argc, char **argv, Options *opts)
         if (argc >= 2 && strcmp(argv[1], "--help") == 0) {
             return Status::Error("help");
         }
-        return Status::Error("no scenario given: chat, invoke or idle");
+        return Status::Error("no scenario given: chat, invoke, idle or "
+                             "broadcast");
     }
 
     opts->scenario = argv[1];
@@ -382,7 +430,7 @@ const char *
 usage_text()
 {
     return
-"usage: signalr-bench chat|invoke|idle [options]\n"
+"usage: signalr-bench chat|invoke|idle|broadcast [options]\n"
 "\n"
 "  --url URL              the edge, http://IPv4:PORT "
 "(http://127.0.0.1:8080)\n"
@@ -394,8 +442,9 @@ usage_text()
 "                         (chat 10, invoke 1, idle 1000)\n"
 "  --procs P              worker processes, at most one per core (1)\n"
 "  --source A,B,...       loopback source addresses, used in turn\n"
-"  --duration S           invoke: measured seconds (10)\n"
-"  --warmup S             invoke: seconds not measured first (2)\n"
+"  --duration S           invoke, broadcast: measured seconds (10)\n"
+"  --warmup S             invoke, broadcast: seconds not measured first\n"
+"                         (2)\n"
 "  --hold S               idle: seconds held open before sampling (30)\n"
 "  --timeout S            chat: give up after S seconds (120)\n"
 "  --token-rate R         chat: the demo provider's tokens/s (20)\n"
@@ -408,6 +457,8 @@ usage_text()
 "  --prompt TEXT          chat: the prompt of every conversation\n"
 "  --user-prefix P        users are P<N> (bench)\n"
 "  --user-offset N        first N (0)\n"
+"  --token-args A=B&...   more query arguments of GET /dev/token\n"
+"                         (claims a hub wants, such as groups)\n"
 "  --signalrctl PATH      tokens from `signalrctl token` instead of\n"
 "                         GET /dev/token (with --dev-key FILE)\n"
 "  --skip-negotiate       connect the WebSocket without negotiate\n"
@@ -417,7 +468,23 @@ usage_text()
 "                         (default: every nginx worker and signalrd)\n"
 "  --json                 print JSON instead of the table\n"
 "  --output FILE          also write the JSON to FILE\n"
-"  --label TEXT           a note carried into the results\n";
+"  --label TEXT           a note carried into the results\n"
+"\n"
+"broadcast (--duration and --warmup apply):\n"
+"  --publish URL          the publish API: http://IPv4:PORT/PATH or\n"
+"                         unix:SOCKET:/PATH (required)\n"
+"  --publish-format F     signalr: {\"target\",\"arguments\":[payload]};\n"
+"                         raw: the payload as the body (signalr)\n"
+"  --publish-key FILE     sign a Bearer HS256 JWT (aud = the URL) with\n"
+"                         the key in FILE\n"
+"  --join URL             PUT URL/<connectionId> for every subscriber\n"
+"  --rate R               messages/s, 0 for as fast as answered (0)\n"
+"  --payload-bytes N      payload size (100)\n"
+"  --publishers K         publishing connections (1)\n"
+"  --window W             --rate 0: at most W messages ahead of what\n"
+"                         the publisher's own process has read (16)\n"
+"  --plain-websocket      subscribers are bare WebSocket clients of\n"
+"                         --url and --hub (no SignalR), any scenario\n";
 }
 
 }  // namespace bench

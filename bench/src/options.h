@@ -16,7 +16,7 @@
 namespace bench {
 
 struct Options {
-    std::string               scenario;          // chat, invoke, idle
+    std::string               scenario;    // chat, invoke, idle, broadcast
     std::string               url = "http://127.0.0.1:8080";
     std::string               rest_url;          // chat: "" is url
     std::string               hub_path = "/api/v1/chats/stream";
@@ -38,6 +38,7 @@ struct Options {
     size_t                    user_offset = 0;
     std::string               signalrctl;        // token source
     std::string               dev_key;
+    std::string               token_args;        // more /dev/token query
     bool                      negotiate = true;
     bool                      json = false;
     std::string               output;
@@ -45,6 +46,17 @@ struct Options {
     int                       nginx_master = 0;
     int                       daemon_pid = 0;
     std::string               label;
+
+    // broadcast (publisher.h)
+    bool                      plain_websocket = false;
+    std::string               publish_url;
+    std::string               publish_format = "signalr";  // or "raw"
+    std::string               publish_key_file;
+    std::string               join_url;
+    double                    rate = 0;          // messages/s, 0: no limit
+    size_t                    payload_bytes = 100;
+    unsigned                  publishers = 1;
+    unsigned                  window = 16;       // --rate 0: see publisher.h
 
     // Derived by parse_options().
     sockaddr_in               addr {};

@@ -27,6 +27,8 @@ const Description  kHistograms[] = {
     {"fragment_age", "fragment age, UUIDv7 clock (1 ms res.)"},
     {"reply", "whole reply, POST to final fragment"},
     {"round_trip", "Invocation to Completion"},
+    {"delivery", "broadcast: publish to subscriber's read"},
+    {"publish", "broadcast: publish request to answer"},
 };
 
 
@@ -87,7 +89,7 @@ config_json(const Options &o)
         json_array_append_new(sources, json_string(s.c_str()));
     }
 
-    return json_pack("{sssssssIsIsosfsfsfsfsIsbss}",
+    return json_pack("{sssssssIsIsosfsfsfsfsIsbsssbsssfsI}",
                      "url", o.url.c_str(),
                      "hub", o.hub_path.c_str(),
                      "protocol", sr_protocol_name(o.protocol),
@@ -100,7 +102,11 @@ config_json(const Options &o)
                      "token_rate", o.token_rate,
                      "inflight", json_int_t(o.inflight),
                      "negotiate", o.negotiate,
-                     "target", o.target.c_str());
+                     "target", o.target.c_str(),
+                     "plain_websocket", o.plain_websocket,
+                     "publish", o.publish_url.c_str(),
+                     "rate", o.rate,
+                     "payload_bytes", json_int_t(o.payload_bytes));
 }
 
 
@@ -205,9 +211,12 @@ build_report(const Options &opts, const Results &setup, const Results &run,
     json_object_set_new(report, "date", json_string(utc_now().c_str()));
     json_object_set_new(report, "config", config_json(opts));
     json_object_set_new(report, "setup", json_pack(
-        "{sIsIso}",
+        "{sIsIsIsIsIso}",
         "ready", json_int_t(setup.counter("ready")),
+        "token_retries", json_int_t(setup.counter("token_retries")),
         "failed", json_int_t(setup.counter("failed")),
+        "joined", json_int_t(setup.counter("joined")),
+        "join_failed", json_int_t(setup.counter("join_failed")),
         "errors", counters_json(setup.errors)));
     json_object_set_new(report, "window_s", json_real(window_s));
     json_object_set_new(report, "delivered",

@@ -78,11 +78,17 @@ protected:
     void begin_measurement();
     void end_measurement(int64_t window_ns);
 
+    // With defer_ready_ set (in the constructor), the setup step ends
+    // when the scenario calls report_ready(), not when the last
+    // connection is ready: for work of its own after on_setup_done().
+    void report_ready() { ctx_.ready(setup_results_); }
+
     WorkerContext  &ctx_;
     HubTarget       target_;
     Results         results_;
     Results         setup_results_;
     bool            finished_ = false;
+    bool            defer_ready_ = false;
 
 private:
     void start_next_setups();
@@ -108,6 +114,7 @@ private:
 std::unique_ptr<Scenario> make_chat_scenario(WorkerContext &ctx);
 std::unique_ptr<Scenario> make_invoke_scenario(WorkerContext &ctx);
 std::unique_ptr<Scenario> make_idle_scenario(WorkerContext &ctx);
+std::unique_ptr<Scenario> make_broadcast_scenario(WorkerContext &ctx);
 
 }  // namespace bench
 

@@ -3,6 +3,7 @@
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -36,10 +37,8 @@ TcpStream::~TcpStream()
 
 
 Status
-TcpStream::connect(const sockaddr_in &dst, const sockaddr_in *source)
+TcpStream::begin_connect(int family)
 {
-    int  one = 1;
-
     close();
     generation_++;
     connected_ = false;
@@ -47,9 +46,44 @@ TcpStream::connect(const sockaddr_in &dst, const sockaddr_in *source)
     out_.clear();
     out_sent_ = 0;
 
-    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    fd_ = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd_ < 0) {
         return Status::Error(errno_reason("socket()", errno));
+    }
+
+    return Status::Ok();
+}
+
+
+Status
+TcpStream::finish_connect(const sockaddr *dst, socklen_t len)
+{
+    if (::connect(fd_, dst, len) != 0 && errno != EINPROGRESS
+        && errno != EAGAIN)
+    {
+        int  err = errno;
+        close();
+        return Status::Error(errno_reason("connect()", err));
+    }
+
+    want_write_ = true;
+    Status  s = loop_.add(fd_, EPOLLIN | EPOLLOUT, this);
+    if (!s.ok()) {
+        close();
+    }
+
+    return s;
+}
+
+
+Status
+TcpStream::connect(const sockaddr_in &dst, const sockaddr_in *source)
+{
+    int     one = 1;
+    Status  s = begin_connect(AF_INET);
+
+    if (!s.ok()) {
+        return s;
     }
 
     setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -69,22 +103,30 @@ TcpStream::connect(const sockaddr_in &dst, const sockaddr_in *source)
         }
     }
 
-    if (::connect(fd_, reinterpret_cast<const sockaddr *>(&dst),
-                  sizeof(dst)) != 0
-        && errno != EINPROGRESS)
-    {
-        int  err = errno;
-        close();
-        return Status::Error(errno_reason("connect()", err));
+    return finish_connect(reinterpret_cast<const sockaddr *>(&dst),
+                          sizeof(dst));
+}
+
+
+Status
+TcpStream::connect_unix(const std::string &path)
+{
+    sockaddr_un  dst {};
+
+    if (path.size() >= sizeof(dst.sun_path)) {
+        return Status::Error("connect(): socket path too long");
     }
 
-    want_write_ = true;
-    Status  s = loop_.add(fd_, EPOLLIN | EPOLLOUT, this);
+    Status  s = begin_connect(AF_UNIX);
     if (!s.ok()) {
-        close();
+        return s;
     }
 
-    return s;
+    dst.sun_family = AF_UNIX;
+    memcpy(dst.sun_path, path.data(), path.size());
+
+    return finish_connect(reinterpret_cast<const sockaddr *>(&dst),
+                          sizeof(dst));
 }
 
 

@@ -6,6 +6,7 @@
 #define SIGNALR_BENCH_TCP_STREAM_H
 
 #include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -42,6 +43,9 @@ public:
     // many sources each get their own ephemeral range).
     Status connect(const sockaddr_in &dst, const sockaddr_in *source);
 
+    // The same to a Unix stream socket (a daemon's own HTTP socket).
+    Status connect_unix(const std::string &path);
+
     void set_handler(TcpStreamHandler *handler) { handler_ = handler; }
 
     void write(const void *data, size_t len);
@@ -62,6 +66,8 @@ private:
     void handle_connect();
     void handle_read();
     void flush();
+    Status begin_connect(int family);
+    Status finish_connect(const sockaddr *dst, socklen_t len);
     void update_interest();
     void fail(const std::string &reason);
 

@@ -125,6 +125,9 @@ make_scenario(WorkerContext &ctx)
     if (ctx.opts.scenario == "invoke") {
         return make_invoke_scenario(ctx);
     }
+    if (ctx.opts.scenario == "broadcast") {
+        return make_broadcast_scenario(ctx);
+    }
     return make_idle_scenario(ctx);
 }
 

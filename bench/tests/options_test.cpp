@@ -81,6 +81,43 @@ TEST(Options, NoMoreProcessesThanCores)
 }
 
 
+TEST(Options, IdleMayTakeMoreProcessesThanCoresForItsSockets)
+{
+    Options      o;
+    std::string  more = std::to_string(sysconf(_SC_NPROCESSORS_ONLN) + 4);
+
+    ASSERT_TRUE(parse({"idle", "--connections", "100000", "--procs", more},
+                      &o).ok());
+    EXPECT_EQ(std::to_string(o.procs), more);
+}
+
+
+TEST(Options, BroadcastNeedsAPublisherAndReadsItsSettings)
+{
+    Options  o;
+
+    EXPECT_FALSE(parse({"broadcast"}, &o).ok());
+    ASSERT_TRUE(parse({"broadcast", "--publish", "http://127.0.0.1:1/p",
+                       "--publish-format", "raw", "--rate", "100",
+                       "--payload-bytes", "100", "--publishers", "4",
+                       "--window", "8", "--plain-websocket"}, &o).ok());
+    EXPECT_EQ(o.connections, 1000u);
+    EXPECT_EQ(o.publish_format, "raw");
+    EXPECT_EQ(o.rate, 100);
+    EXPECT_EQ(o.payload_bytes, 100u);
+    EXPECT_EQ(o.publishers, 4u);
+    EXPECT_EQ(o.window, 8u);
+    EXPECT_TRUE(o.plain_websocket);
+
+    EXPECT_FALSE(parse({"broadcast", "--publish", "x", "--publish-format",
+                        "xml"}, &o).ok());
+    EXPECT_FALSE(parse({"broadcast", "--publish", "x", "--payload-bytes",
+                        "10"}, &o).ok());
+    EXPECT_FALSE(parse({"broadcast", "--publish", "x", "--rate", "-1"}, &o)
+                 .ok());
+}
+
+
 TEST(Options, SplitListDropsEmptyItems)
 {
     EXPECT_EQ(split_list("a,,b,"), (std::vector<std::string>{"a", "b"}));

@@ -447,9 +447,8 @@ void Backplane::on_hub_message(const std::string &name, const std::string &paylo
     if (type != "invoke") {
         return;
     }
-    for (const std::string &id : audience_targets(kind, hub, to, m)) {
-        deliver_invocation(id, m);
-    }
+    std::set<std::string> targets = audience_targets(kind, hub, to, m);
+    deliver_invocation(std::vector<std::string>(targets.begin(), targets.end()), m);
 }
 
 // The local connections of an audience, minus those the message excludes.
@@ -504,14 +503,19 @@ void Backplane::on_control(const std::string &kind, const std::string &hub,
     }
 }
 
-void Backplane::deliver_invocation(const std::string &connection_id, const json_t *m)
+// One message built and sent for all the targets: the registry multicasts it per link.
+void Backplane::deliver_invocation(const std::vector<std::string> &connection_ids,
+                                   const json_t *m)
 {
     sr_message_t msg;
 
+    if (connection_ids.empty()) {
+        return;
+    }
     sr_message_init(&msg, SR_MSG_INVOCATION);
     msg.target = strdup(json_string_field(m, "target").c_str());
     msg.arguments = json_deep_copy(json_object_get(m, "arguments"));
-    registry_.send(connection_id, msg);
+    registry_.send_many(connection_ids, msg);
     sr_message_clear(&msg);
 }
 

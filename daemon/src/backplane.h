@@ -134,7 +134,8 @@ private:
     void on_conversation_message(Channel &channel, const std::string &payload);
     void on_instance_message(const std::string &payload);
     void on_hub_message(const std::string &channel, const std::string &payload);
-    void deliver_invocation(const std::string &connection_id, const json_t *message);
+    void deliver_invocation(const std::vector<std::string> &connection_ids,
+                            const json_t *message);
     void on_control(const std::string &kind, const std::string &hub, const std::string &to,
                     const json_t *message);
     std::set<std::string> audience_targets(const std::string &kind, const std::string &hub,

@@ -111,6 +111,21 @@ bool HubRegistry::send(const std::string &connection_id, const sr_message_t &msg
     return it->second.link->send_message(connection_id, msg);
 }
 
+void HubRegistry::send_many(const std::vector<std::string> &ids, const sr_message_t &msg)
+{
+    std::map<LinkPort *, std::vector<const std::string *>> by_link;
+
+    for (const std::string &id : ids) {
+        auto it = connections_.find(id);
+        if (it != connections_.end()) {
+            by_link[it->second.link].push_back(&id);
+        }
+    }
+    for (auto &[link, link_ids] : by_link) {
+        link->send_multicast(link_ids, msg);
+    }
+}
+
 void HubRegistry::close(const std::string &connection_id, const char *error, bool allow_reconnect)
 {
     auto it = connections_.find(connection_id);

@@ -8,6 +8,7 @@
 #include <map>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include <signalr/ipc.h>
 
@@ -20,6 +21,15 @@ class LinkPort {
 public:
     virtual ~LinkPort() = default;
     virtual bool send_message(const std::string &connection_id, const sr_message_t &msg) = 0;
+    // One message for several connections of this link. The default sends one by one; a
+    // link that can carry the ids in one frame does, so the message is encoded once.
+    virtual void send_multicast(const std::vector<const std::string *> &connection_ids,
+                                const sr_message_t &msg)
+    {
+        for (const std::string *id : connection_ids) {
+            send_message(*id, msg);
+        }
+    }
     virtual void send_close(const std::string &connection_id, const char *error,
                             bool allow_reconnect) = 0;
 };
@@ -55,6 +65,10 @@ public:
     bool has_connection(const std::string &id) const { return connections_.count(id) != 0; }
 
     bool send(const std::string &connection_id, const sr_message_t &msg) override;
+    // The same message to every one of ids held here (unknown ids are skipped): one
+    // multicast per link, so that a group of N connections costs one encoding per worker,
+    // not N.
+    void send_many(const std::vector<std::string> &ids, const sr_message_t &msg);
     void close(const std::string &connection_id, const char *error,
                bool allow_reconnect) override;
 

@@ -1,5 +1,6 @@
 #include "worker_link.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include <unistd.h>
@@ -284,6 +285,45 @@ bool WorkerLink::send_message(const std::string &connection_id, const sr_message
     }
     queued();
     return !failed_;
+}
+
+// MULTICAST frames of at most kMulticastIds ids each: the message is encoded once a frame
+// and the worker frames it once per protocol for all of them.
+void WorkerLink::send_multicast(const std::vector<const std::string *> &connection_ids,
+                                const sr_message_t &msg)
+{
+    constexpr size_t kMulticastIds = 4096;
+    std::vector<const char *> ids;
+    std::vector<size_t> lens;
+    sr_error_t err;
+
+    for (size_t first = 0; first < connection_ids.size() && !failed_ && !closing_;
+         first += kMulticastIds) {
+        size_t count = std::min(kMulticastIds, connection_ids.size() - first);
+        size_t offset = 0;
+        size_t mark = out_.len;
+
+        ids.clear();
+        lens.clear();
+        for (size_t i = first; i < first + count; i++) {
+            ids.push_back(connection_ids[i]->data());
+            lens.push_back(connection_ids[i]->size());
+        }
+        int rc = sr_ipc_multicast_begin(&out_, ids.data(), lens.data(), count, &offset, &err);
+        if (rc == SR_OK) {
+            rc = sr_message_encode_payload(SR_PROTOCOL_MSGPACK, &msg, &out_, &err);
+        }
+        if (rc == SR_OK) {
+            rc = sr_ipc_end(&out_, offset, &err);
+        }
+        if (rc != SR_OK) {
+            out_.len = mark;   // drop the partial frame
+            log_error("worker link %u: encoding a %s multicast failed: %s", number_,
+                      sr_message_type_name(msg.type), err.str);
+            return;
+        }
+        queued();
+    }
 }
 
 void WorkerLink::send_close(const std::string &connection_id, const char *error,

@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <signalr/buf.h>
 #include <signalr/ipc.h>
@@ -43,6 +44,8 @@ public:
     void start();
 
     bool send_message(const std::string &connection_id, const sr_message_t &msg) override;
+    void send_multicast(const std::vector<const std::string *> &connection_ids,
+                        const sr_message_t &msg) override;
     void send_close(const std::string &connection_id, const char *error,
                     bool allow_reconnect) override;
 

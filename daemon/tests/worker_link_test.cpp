@@ -281,6 +281,60 @@ TEST_F(SlowWorkerLink, AWorkerThatCannotKeepUpIsDroppedNotBuffered)
     EXPECT_EQ(registry_.connection_count(), 0u);
 }
 
+// A group message: one MULTICAST frame a worker, naming the connections it holds there,
+// with the message encoded once; ids nobody holds are left out.
+TEST_F(WorkerLinkTest, SendManyMulticastsOnceAWorker)
+{
+    FakeWorker w1(io_, path_);
+    FakeWorker w2(io_, path_);
+    w1.hello(SR_IPC_VERSION, 1001);
+    w2.hello(SR_IPC_VERSION, 1002);
+    w1.open("a", "Test", "u");
+    w1.open("b", "Test", "u");
+    w2.open("c", "Test", "u");
+    ASSERT_TRUE(w1.wait([&] { return registry_.connection_count() == 3; }));
+
+    sr_message_t msg = invocation("broadcast", nullptr);
+    json_array_append_new(msg.arguments, json_string("hello"));
+    registry_.send_many({"a", "gone", "b", "c"}, msg);
+    sr_message_clear(&msg);
+
+    struct Expect {
+        FakeWorker *worker;
+        std::vector<std::string> ids;
+    };
+    for (const Expect &e : {Expect{&w1, {"a", "b"}}, Expect{&w2, {"c"}}}) {
+        ASSERT_TRUE(e.worker->wait([&] { return e.worker->find(SR_IPC_MULTICAST) != nullptr; }));
+        EXPECT_EQ(e.worker->find(SR_IPC_SEND), nullptr);
+        const Frame *f = e.worker->find(SR_IPC_MULTICAST);
+
+        sr_ipc_id_iter_t it;
+        const unsigned char *message;
+        size_t message_len;
+        sr_error_t err;
+        ASSERT_EQ(sr_ipc_multicast_parse(f->body.data(), f->body.size(), &it, &message,
+                                         &message_len, &err),
+                  SR_OK)
+            << err.str;
+        std::vector<std::string> ids;
+        const char *id;
+        size_t id_len;
+        while (sr_ipc_multicast_next(&it, &id, &id_len)) {
+            ids.emplace_back(id, id_len);
+        }
+        EXPECT_EQ(ids, e.ids);
+
+        sr_message_t got;
+        ASSERT_EQ(sr_message_decode_payload(SR_PROTOCOL_MSGPACK, message, message_len, nullptr,
+                                            &got, &err),
+                  SR_OK)
+            << err.str;
+        EXPECT_STREQ(got.target, "broadcast");
+        EXPECT_STREQ(json_string_value(json_array_get(got.arguments, 0)), "hello");
+        sr_message_clear(&got);
+    }
+}
+
 // The chat hub behind a real link: what the nginx module will see.
 class ChatOverLink : public testing::ChatFixture {
 protected:

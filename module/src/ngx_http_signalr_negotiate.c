@@ -89,6 +89,13 @@ ngx_http_signalr_negotiate(ngx_http_request_t *r,
 
     rc = ngx_http_signalr_negotiate_register(r, slcf, &res);
 
+    /* the refusal is the whole answer: nothing may follow it */
+    if (rc == NGX_BUSY) {
+        return ngx_http_signalr_send_problem(r,
+                                             NGX_HTTP_SERVICE_UNAVAILABLE,
+                                             "too many connections");
+    }
+
     if (rc != NGX_OK) {
         return rc;
     }
@@ -151,7 +158,7 @@ ngx_http_signalr_negotiate_args(ngx_http_request_t *r,
 /*
  * Records the connection under the key its transport requests will
  * present: the token for negotiate version 1, the connection id for
- * version 0.
+ * version 0. NGX_BUSY when the registry zone is full.
  */
 
 static ngx_int_t
@@ -191,9 +198,7 @@ ngx_http_signalr_negotiate_register(ngx_http_request_t *r,
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "signalr registry zone is full, "
                       "refusing to negotiate");
-        return ngx_http_signalr_send_problem(r,
-                                             NGX_HTTP_SERVICE_UNAVAILABLE,
-                                             "too many connections");
+        return NGX_BUSY;
     }
 
     if (rc != NGX_OK) {
