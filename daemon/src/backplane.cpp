@@ -30,6 +30,16 @@ Result<Fragment> fragment_from_json(const json_t *obj)
                     fid, json_is_true(fin)};
 }
 
+asio::awaitable<void> publish_once(RedisClient &redis, std::string channel, std::string payload)
+{
+    RedisArgs command = {"PUBLISH", channel, std::move(payload)};
+    Result<RedisValue> r = co_await redis.command(std::move(command));
+    if (!r.is_ok()) {
+        log_warn("backplane: PUBLISH on \"%s\" failed: %s", channel.c_str(),
+                 r.status().message().c_str());
+    }
+}
+
 }  // namespace
 
 // One subscribed channel. Conversation channels also carry what joining pub/sub with
@@ -341,9 +351,22 @@ void Backplane::on_instance_message(const std::string &payload)
         return;
     }
     const json_t *m = message->get();
-    if (json_string_field(m, "type") == "cancel" && on_cancel_) {
-        on_cancel_(json_string_field(m, "conversation"), json_string_field(m, "reply"));
+    std::string type = json_string_field(m, "type");
+    if (type == "cancel") {
+        if (on_cancel_) {
+            on_cancel_(json_string_field(m, "conversation"), json_string_field(m, "reply"));
+        }
+    } else if (!type.empty() && on_instance_) {
+        on_instance_(type, m);
     }
+}
+
+void Backplane::publish_to_instance(const std::string &instance, std::string payload)
+{
+    // the command is queued when the coroutine starts, so calls keep their order
+    spawn_detached(executor_,
+                   publish_once(commands_, store_.instance_channel(instance), std::move(payload)),
+                   "backplane publish");
 }
 
 std::string Backplane::audience_channel(const HubAudience &a) const

@@ -67,6 +67,8 @@ public:
 
     using CancelHandler = std::function<void(const std::string &conversation_id,
                                              const std::string &reply_id)>;
+    // An instance-channel message of another type than "cancel" (type: its "type").
+    using InstanceHandler = std::function<void(const std::string &type, const json_t *message)>;
 
     // commands: the shared command connection (for PUBLISH and backlog reads);
     // endpoint: where the subscriber connection goes.
@@ -75,6 +77,11 @@ public:
     ~Backplane() override;
 
     void set_cancel_handler(CancelHandler handler) { on_cancel_ = std::move(handler); }
+    void set_instance_handler(InstanceHandler handler) { on_instance_ = std::move(handler); }
+
+    // PUBLISHes payload (a JSON object) on that instance's channel, fire-and-forget: calls
+    // are sent in their order; a failure is only logged, as pub/sub may lose it anyway.
+    void publish_to_instance(const std::string &instance, std::string payload);
 
     void start();
     void stop();
@@ -158,6 +165,7 @@ private:
     std::string instance_channel_;
     CancelHandler on_cancel_;
     GroupObserver group_observer_;
+    InstanceHandler on_instance_;
     std::unordered_map<std::string, std::unique_ptr<Channel>> channels_;
     std::unordered_map<std::string, LocalConnection> connections_;
     // (hub, name) -> connection ids, for users and for groups

@@ -28,7 +28,7 @@ void HubRegistry::open(LinkPort &link, const std::string &connection_id, sr_ipc_
         disconnect(existing);
     }
 
-    Entry entry{{}, &link, hub->second};
+    Entry entry{{}, &link, hub->second, {}};
     entry.info.id = connection_id;
     entry.info.hub = hub_name;
     entry.info.user = open.user ? open.user : "";
@@ -95,11 +95,51 @@ void HubRegistry::disconnect(std::unordered_map<std::string, Entry>::iterator it
 {
     Entry entry = std::move(it->second);
     connections_.erase(it);
+    auto indexed = by_token_hash_.find(entry.token_hash);
+    if (indexed != by_token_hash_.end() && indexed->second == entry.info.id) {
+        by_token_hash_.erase(indexed);
+    }
+    entry.link->forget(entry.info.id);
     log_debug("connection %s: closed", entry.info.id.c_str());
     entry.hub->on_disconnected(entry.info);
     if (observer_) {
         observer_(entry.info, false);
     }
+}
+
+LinkPort *HubRegistry::port_of(const std::string &connection_id) const
+{
+    auto it = connections_.find(connection_id);
+    return it == connections_.end() ? nullptr : it->second.link;
+}
+
+bool HubRegistry::move(const std::string &connection_id, LinkPort &from, LinkPort &to)
+{
+    auto it = connections_.find(connection_id);
+    if (it == connections_.end() || it->second.link != &from) {
+        return false;
+    }
+    it->second.link = &to;
+    return true;
+}
+
+void HubRegistry::set_token_hash(const std::string &connection_id, const std::string &token_hash)
+{
+    auto it = connections_.find(connection_id);
+    if (it == connections_.end() || token_hash.empty()) {
+        return;
+    }
+    if (!it->second.token_hash.empty()) {
+        by_token_hash_.erase(it->second.token_hash);
+    }
+    it->second.token_hash = token_hash;
+    by_token_hash_[token_hash] = connection_id;
+}
+
+std::string HubRegistry::find_by_token_hash(const std::string &token_hash) const
+{
+    auto it = by_token_hash_.find(token_hash);
+    return it == by_token_hash_.end() ? std::string() : it->second;
 }
 
 bool HubRegistry::send(const std::string &connection_id, const sr_message_t &msg)

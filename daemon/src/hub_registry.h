@@ -16,7 +16,9 @@
 
 namespace signalrd {
 
-// A worker link as the registry needs it: somewhere to queue frames for a connection.
+// A worker link as the registry needs it: somewhere to queue frames for a connection. The
+// parking lot and the ports toward other instances (docs/backplane.md, "Stateful reconnect
+// across instances") are ports too.
 class LinkPort {
 public:
     virtual ~LinkPort() = default;
@@ -32,6 +34,19 @@ public:
     }
     virtual void send_close(const std::string &connection_id, const char *error,
                             bool allow_reconnect) = 0;
+
+    // A hub message already in its IPC form (docs/ipc.md, "Hub messages"); false when
+    // nothing was queued.
+    virtual bool send_encoded(const std::string &, const unsigned char *, size_t)
+    {
+        return false;
+    }
+    // RELEASE after a DETACH, and SUSPEND of a live connection whose client came back
+    // elsewhere; false when the port cannot carry them.
+    virtual bool send_release(const std::string &) { return false; }
+    virtual bool send_suspend(const std::string &) { return false; }
+    // The registry dropped the connection while this port held it.
+    virtual void forget(const std::string &) {}
 };
 
 // Told of every connection that opens (true) or goes (false), after the hub was.
@@ -64,6 +79,17 @@ public:
     size_t connection_count() const { return connections_.size(); }
     bool has_connection(const std::string &id) const { return connections_.count(id) != 0; }
 
+    // Stateful reconnect (parking.h). The port holding the connection, or nullptr.
+    LinkPort *port_of(const std::string &connection_id) const;
+    // Routes the connection to `to` from now on, when `from` holds it; the hub sees
+    // nothing. False (nothing changed) otherwise.
+    bool move(const std::string &connection_id, LinkPort &from, LinkPort &to);
+    // Indexes the connection by the SHA-256 (hex) of its connection token, so that a
+    // reconnecting client finds it; the index entry goes with the connection.
+    void set_token_hash(const std::string &connection_id, const std::string &token_hash);
+    // The connection whose token has this hash, or "".
+    std::string find_by_token_hash(const std::string &token_hash) const;
+
     bool send(const std::string &connection_id, const sr_message_t &msg) override;
     // The same message to every one of ids held here (unknown ids are skipped): one
     // multicast per link, so that a group of N connections costs one encoding per worker,
@@ -77,12 +103,14 @@ private:
         ConnectionInfo info;
         LinkPort *link;
         Hub *hub;
+        std::string token_hash;   // empty until known
     };
 
     void disconnect(std::unordered_map<std::string, Entry>::iterator it);
 
     std::map<std::string, Hub *> hubs_;
     std::unordered_map<std::string, Entry> connections_;
+    std::unordered_map<std::string, std::string> by_token_hash_;   // -> connection id
     ConnectionObserver observer_;
 };
 

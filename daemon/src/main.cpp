@@ -25,10 +25,12 @@
 #include "http_server.h"
 #include "hub_registry.h"
 #include "openai_provider.h"
+#include "parking.h"
 #include "presence.h"
 #include "provider_setup.h"
 #include "push_api.h"
 #include "push_hub.h"
+#include "remote_connections.h"
 #include "reply_sweeper.h"
 #include "token_claims.h"
 #include "worker_link.h"
@@ -93,9 +95,14 @@ struct Daemon {
                                : nullptr),
           provider(model_provider ? static_cast<Provider &>(*model_provider) : demo),
           runner(io.get_executor(), store, bus, provider),
+          parking(io.get_executor(), registry),
           chat(io.get_executor(), store, bus, runner, registry),
           links(io.get_executor(), registry, LinkOptions{16u << 20, 0, host_name()}),
           backplane(io.get_executor(), std::move(endpoint), redis, store, bus, registry),
+          remote(io.get_executor(), redis, c.key_prefix, store.instance(), registry, parking,
+                 [this](const std::string &instance, std::string payload) {
+                     backplane.publish_to_instance(instance, std::move(payload));
+                 }),
           sweeper(io.get_executor(), store, runner, redis),
           api(store, runner, bus, redis),
           groups(redis, c.key_prefix),
@@ -119,6 +126,8 @@ struct Daemon {
             json_set_string(body, "backplane", backplane.subscriber_up() ? "up" : "down");
             json_object_set_new(body, "links", json_integer(links.link_count()));
             json_object_set_new(body, "connections", json_integer(registry.connection_count()));
+            json_object_set_new(body, "parked", json_integer(parking.parked_count()));
+            json_object_set_new(body, "adoptedFromElsewhere", json_integer(remote.foreign_count()));
             json_object_set_new(body, "streams", json_integer(chat.stream_count()));
             json_object_set_new(body, "replies", json_integer(runner.active()));
             json_object_set_new(body, "heldBack", json_integer(runner.held_back()));
@@ -143,6 +152,11 @@ struct Daemon {
                                             bool joined) { presence.on_group(id, group, joined); });
         backplane.set_cancel_handler([this](const std::string &id, const std::string &reply) {
             runner.cancel_reply(id, reply);
+        });
+        // stateful reconnect: parked connections, and those adopted across instances
+        links.set_reconnect(&parking);
+        backplane.set_instance_handler([this](const std::string &type, const json_t *m) {
+            remote.on_instance_message(type, m);
         });
         redis.set_state_handler([this](bool up) {
             if (up) {
@@ -172,9 +186,11 @@ struct Daemon {
     Provider &provider;
     ReplyRunner runner;
     HubRegistry registry;
+    ParkingLot parking;
     ChatHub chat;
     WorkerLinkServer links;
     Backplane backplane;
+    RemoteConnections remote;
     ReplySweeper sweeper;
     ChatApi api;
     GroupStore groups;

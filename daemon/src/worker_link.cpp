@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include "reconnect_token.h"
 #include "socket_util.h"
 
 namespace signalrd {
@@ -92,6 +93,9 @@ asio::awaitable<void> WorkerLink::read_loop()
     log_info("worker link %u: closed (worker pid %lld)", number_,
              static_cast<long long>(worker_pid_));
     failed_ = true;
+    if (reconnect_) {
+        reconnect_->on_link_dropped(*this);
+    }
     registry_.link_dropped(*this);
     asio::error_code ignored;
     socket_.close(ignored);
@@ -112,16 +116,24 @@ Status WorkerLink::handle_frame(const sr_ipc_frame_t &frame)
     std::string id(frame.conn_id, frame.conn_id_len);
     bool needs_id = frame.type == SR_IPC_OPEN || frame.type == SR_IPC_CLOSED ||
                     frame.type == SR_IPC_INVOKE || frame.type == SR_IPC_FORWARD ||
-                    frame.type == SR_IPC_FORWARDED;
+                    frame.type == SR_IPC_FORWARDED || frame.type == SR_IPC_DETACH ||
+                    frame.type == SR_IPC_PARK;
     if (needs_id && id.empty()) {
         return Status::protocol_error("frame without a connection id");
+    }
+    bool may_be_foreign = frame.type == SR_IPC_INVOKE || frame.type == SR_IPC_CLOSED ||
+                          frame.type == SR_IPC_DETACH || frame.type == SR_IPC_PARK;
+    if (may_be_foreign && reconnect_ && reconnect_->on_foreign_frame(*this, frame)) {
+        return Status::ok();
     }
 
     switch (frame.type) {
     case SR_IPC_OPEN:
         return handle_open(id, frame);
     case SR_IPC_CLOSED:
-        registry_.closed(*this, id);
+        if (!reconnect_ || !reconnect_->on_closed(*this, id)) {
+            registry_.closed(*this, id);
+        }
         return Status::ok();
     case SR_IPC_INVOKE:
         handle_invoke(id, frame);
@@ -129,6 +141,10 @@ Status WorkerLink::handle_frame(const sr_ipc_frame_t &frame)
     case SR_IPC_FORWARD:
     case SR_IPC_FORWARDED:
         return handle_relay(id, frame);
+    case SR_IPC_DETACH:
+    case SR_IPC_PARK:
+    case SR_IPC_RESUME:
+        return handle_reconnect(frame);
     case SR_IPC_PING: {
         sr_error_t err;
         if (sr_ipc_write(&out_, SR_IPC_PONG, nullptr, 0, nullptr, 0, &err) != SR_OK) {
@@ -194,6 +210,32 @@ Status WorkerLink::handle_open(const std::string &id, const sr_ipc_frame_t &fram
     }
     registry_.open(*this, id, open);
     sr_ipc_open_clear(&open);
+    std::string token = open_body_token(frame.body, frame.body_len);
+    if (!token.empty()) {
+        registry_.set_token_hash(id, token_hash(token));
+    }
+    return Status::ok();
+}
+
+// Without a parking lot nothing is kept: DETACH still gets its RELEASE, so that the worker
+// is not left waiting, and a RESUME is refused at once.
+Status WorkerLink::handle_reconnect(const sr_ipc_frame_t &frame)
+{
+    if (reconnect_) {
+        return reconnect_->on_reconnect_frame(*this, frame);
+    }
+    if (frame.type == SR_IPC_DETACH) {
+        send_release(std::string(frame.conn_id, frame.conn_id_len));
+    } else if (frame.type == SR_IPC_RESUME) {
+        sr_ipc_resume_t resume{};
+        sr_error_t err;
+        if (sr_ipc_resume_decode(frame.body, frame.body_len, &resume, &err) != SR_OK) {
+            return Status::protocol_error(std::string("bad RESUME: ") + err.str);
+        }
+        uint64_t ref = resume.ref;
+        sr_ipc_resume_clear(&resume);
+        send_resume_failed(ref, "stateful reconnect is off");
+    }
     return Status::ok();
 }
 
@@ -214,7 +256,8 @@ void WorkerLink::handle_invoke(const std::string &id, const sr_ipc_frame_t &fram
         registry_.close(id, "Connection closed with an error. Invalid hub message.", false);
         return;
     }
-    registry_.invoke(*this, id, msg);
+    LinkPort *holder = reconnect_ ? reconnect_->holder_while_draining(*this, id) : nullptr;
+    registry_.invoke(holder ? *holder : *this, id, msg);
     sr_message_clear(&msg);
 }
 
@@ -350,6 +393,86 @@ void WorkerLink::send_close(const std::string &connection_id, const char *error,
     queued();
 }
 
+bool WorkerLink::write_frame(sr_ipc_type_t type, const std::string &connection_id,
+                             const sr_buf_t *body, const char *what)
+{
+    sr_error_t err;
+
+    if (failed_ || closing_) {
+        return false;
+    }
+    if (sr_ipc_write(&out_, type, connection_id.data(), connection_id.size(),
+                     body ? body->data : nullptr, body ? body->len : 0, &err) != SR_OK) {
+        log_error("connection %s: encoding %s failed: %s", connection_id.c_str(), what, err.str);
+        return false;
+    }
+    queued();
+    return !failed_;
+}
+
+bool WorkerLink::send_encoded(const std::string &connection_id, const unsigned char *data,
+                              size_t len)
+{
+    sr_buf_t body{const_cast<unsigned char *>(data), len, len};
+
+    return write_frame(SR_IPC_SEND, connection_id, &body, "SEND");
+}
+
+bool WorkerLink::send_release(const std::string &connection_id)
+{
+    return write_frame(SR_IPC_RELEASE, connection_id, nullptr, "RELEASE");
+}
+
+bool WorkerLink::send_suspend(const std::string &connection_id)
+{
+    sr_ipc_detach_t ignored{0, 0};
+    sr_buf_t body;
+    sr_error_t err;
+
+    sr_buf_init(&body);
+    bool ok = sr_ipc_detach_encode(&ignored, &body, &err) == SR_OK &&
+              write_frame(SR_IPC_SUSPEND, connection_id, &body, "SUSPEND");
+    sr_buf_free(&body);
+    return ok;
+}
+
+bool WorkerLink::send_adopt(const std::string &connection_id, uint64_t ref, const Bytes &state,
+                            const std::vector<Bytes> &appended)
+{
+    std::vector<sr_ipc_bytes_t> list;
+    sr_buf_t body;
+    sr_error_t err;
+
+    for (const Bytes &m : appended) {
+        list.push_back({m.data(), m.size()});
+    }
+    sr_ipc_adopt_t adopt{ref, {state.data(), state.size()}, list.data(), list.size()};
+    sr_buf_init(&body);
+    int rc = sr_ipc_adopt_encode(&adopt, &body, &err);
+    if (rc != SR_OK) {
+        log_error("connection %s: encoding ADOPT failed: %s", connection_id.c_str(), err.str);
+    }
+    bool ok = rc == SR_OK && write_frame(SR_IPC_ADOPT, connection_id, &body, "ADOPT");
+    sr_buf_free(&body);
+    return ok;
+}
+
+bool WorkerLink::send_resume_failed(uint64_t ref, const char *reason)
+{
+    sr_ipc_resume_failed_t failed{ref, const_cast<char *>(reason)};
+    sr_buf_t body;
+    sr_error_t err;
+
+    sr_buf_init(&body);
+    int rc = sr_ipc_resume_failed_encode(&failed, &body, &err);
+    if (rc != SR_OK) {
+        log_error("worker link %u: encoding RESUME_FAILED failed: %s", number_, err.str);
+    }
+    bool ok = rc == SR_OK && write_frame(SR_IPC_RESUME_FAILED, "", &body, "RESUME_FAILED");
+    sr_buf_free(&body);
+    return ok;
+}
+
 void WorkerLink::queued()
 {
     if (queued_bytes() > options_.max_outbound) {
@@ -442,6 +565,7 @@ asio::awaitable<void> WorkerLinkServer::accept_loop()
         auto link = std::make_shared<WorkerLink>(std::move(socket), registry_, options_, number,
                                                  [this, number] { links_.erase(number); });
         links_[number] = link;
+        link->set_reconnect(reconnect_);
         link->set_peer_finder([this](int64_t pid) { return find_by_pid(pid); });
         link->start();
     }

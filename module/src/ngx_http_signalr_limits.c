@@ -1233,3 +1233,41 @@ ngx_http_signalr_delay_clear(ngx_http_signalr_session_t *s)
     s->ndelayed = 0;
     s->delayed_bytes = 0;
 }
+
+
+/*
+ * Forwards every held-back message at once, due or not: the client was
+ * acknowledged for them, so a connection that is parked must not lose
+ * them (docs/reconnect.md).
+ */
+
+void
+ngx_http_signalr_delay_flush(ngx_http_signalr_session_t *s)
+{
+    ngx_queue_t                 *q;
+    ngx_http_signalr_delayed_t  *d;
+
+    if (!s->limits_ready) {
+        return;
+    }
+
+    if (s->delay_timer.timer_set) {
+        ngx_del_timer(&s->delay_timer);
+    }
+
+    while (!ngx_queue_empty(&s->delayed)) {
+        q = ngx_queue_head(&s->delayed);
+        d = ngx_queue_data(q, ngx_http_signalr_delayed_t, queue);
+
+        ngx_queue_remove(q);
+
+        if (ngx_http_signalr_link_is_up()) {
+            (void) ngx_http_signalr_link_invoke(s, d->data, d->len);
+        }
+
+        ngx_free(d);
+    }
+
+    s->ndelayed = 0;
+    s->delayed_bytes = 0;
+}

@@ -47,6 +47,8 @@ typedef struct {
 
     ngx_event_t                     reconnect;
     ngx_event_t                     ping;
+    ngx_event_t                     drain;     /* a worker that exits */
+    ngx_uint_t                      drains;
     ngx_msec_t                      last_recv;
     ngx_msec_t                      backoff;
     ngx_uint_t                      failures;  /* since the last HELLO */
@@ -60,6 +62,7 @@ static void ngx_http_signalr_link_drop(const char *reason, ngx_err_t err);
 static void ngx_http_signalr_link_close_socket(void);
 static void ngx_http_signalr_link_reconnect_handler(ngx_event_t *ev);
 static void ngx_http_signalr_link_ping_handler(ngx_event_t *ev);
+static void ngx_http_signalr_link_drain_handler(ngx_event_t *ev);
 static void ngx_http_signalr_link_read_handler(ngx_event_t *rev);
 static void ngx_http_signalr_link_write_handler(ngx_event_t *wev);
 static ngx_int_t ngx_http_signalr_link_test_connect(ngx_connection_t *c);
@@ -119,6 +122,10 @@ ngx_http_signalr_link_init_process(ngx_cycle_t *cycle)
     link->ping.log = cycle->log;
     link->ping.cancelable = 1;
 
+    link->drain.handler = ngx_http_signalr_link_drain_handler;
+    link->drain.data = link;
+    link->drain.log = cycle->log;
+
     link->state = NGX_HTTP_SIGNALR_LINK_DOWN;
 
     ngx_http_signalr_link_connect();
@@ -152,6 +159,10 @@ ngx_http_signalr_link_exit_process(ngx_cycle_t *cycle)
 
     if (link->ping.timer_set) {
         ngx_del_timer(&link->ping);
+    }
+
+    if (link->drain.timer_set) {
+        ngx_del_timer(&link->drain);
     }
 
     ngx_http_signalr_link_close_socket();
@@ -369,6 +380,9 @@ ngx_http_signalr_link_drop(const char *reason, ngx_err_t err)
     /* whatever was relayed has no way back any more */
     ngx_http_signalr_relay_link_down();
 
+    /* nor has what was parked or asked back */
+    ngx_http_signalr_reconnect_link_down();
+
     if (!link->reconnect.timer_set) {
         ngx_add_timer(&link->reconnect, link->backoff);
     }
@@ -435,6 +449,33 @@ ngx_http_signalr_link_ping_handler(ngx_event_t *ev)
     }
 
     (void) ngx_http_signalr_link_queued();
+}
+
+
+/*
+ * A worker that shuts down exits once no timer but cancelable ones is
+ * left: this one keeps it until the queue, with the PARK frames of its
+ * connections, is written (or a few seconds passed).
+ */
+
+static void
+ngx_http_signalr_link_drain_handler(ngx_event_t *ev)
+{
+    ngx_http_signalr_link_t  *link;
+
+    link = &ngx_http_signalr_link;
+
+    if (link->state != NGX_HTTP_SIGNALR_LINK_UP
+        || link->out_pos >= link->out.len || ++link->drains > 50)
+    {
+        return;
+    }
+
+    if (ngx_http_signalr_link_flush() == NGX_OK
+        && link->out_pos < link->out.len)
+    {
+        ngx_add_timer(&link->drain, 100);
+    }
 }
 
 
@@ -568,6 +609,10 @@ ngx_http_signalr_link_queued(void)
         ngx_post_event(wev, &ngx_posted_events);
     }
 
+    if (ngx_exiting && !link->drain.timer_set) {
+        ngx_add_timer(&link->drain, 10);
+    }
+
     return NGX_OK;
 }
 
@@ -617,7 +662,11 @@ ngx_http_signalr_link_open(ngx_http_signalr_session_t *s)
         || sr_ipc_begin(&link->out, SR_IPC_OPEN, (const char *) s->id,
                         ngx_strlen(s->id), &offset, &err)
            != SR_OK
-        || sr_ipc_open_encode(&open, &link->out, &err) != SR_OK
+        || sr_ipc_open_encode_token(&open,
+                                    (s->stateful && s->token_len)
+                                    ? (const char *) s->token : NULL,
+                                    &link->out, &err)
+           != SR_OK
         || sr_ipc_end(&link->out, offset, &err) != SR_OK)
     {
         link->out.len = mark;
@@ -688,6 +737,40 @@ ngx_http_signalr_link_invoke(ngx_http_signalr_session_t *s,
         != SR_OK)
     {
         ngx_http_signalr_link_drop("no memory for INVOKE", 0);
+        return NGX_ERROR;
+    }
+
+    return ngx_http_signalr_link_queued();
+}
+
+
+/*
+ * One frame of any type with a body encoded by the caller (id NULL for
+ * a link frame); NGX_DECLINED while the link is down.
+ */
+
+ngx_int_t
+ngx_http_signalr_link_send(sr_ipc_type_t type, ngx_str_t *id,
+    const u_char *body, size_t len)
+{
+    sr_error_t                err;
+    ngx_http_signalr_link_t  *link;
+
+    link = &ngx_http_signalr_link;
+
+    if (link->state != NGX_HTTP_SIGNALR_LINK_UP) {
+        return NGX_DECLINED;
+    }
+
+    ngx_http_signalr_link_compact();
+
+    if (sr_ipc_write(&link->out, type, id ? (const char *) id->data : NULL,
+                     id ? id->len : 0, body, len, &err)
+        != SR_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, link->log, 0,
+                      "signalr daemon link: frame of type %d not "
+                      "written: %s", (int) type, err.str);
         return NGX_ERROR;
     }
 
@@ -878,6 +961,17 @@ ngx_http_signalr_link_frame(sr_ipc_frame_t *frame)
     case SR_IPC_FORWARDED:
         if (ngx_http_signalr_relay_frame(frame) != NGX_OK) {
             sr_error_set(&err, SR_ERR_PROTOCOL, "bad relay frame");
+            return ngx_http_signalr_link_protocol_error("frame", &err);
+        }
+
+        return NGX_OK;
+
+    case SR_IPC_RELEASE:
+    case SR_IPC_ADOPT:
+    case SR_IPC_RESUME_FAILED:
+    case SR_IPC_SUSPEND:
+        if (ngx_http_signalr_reconnect_frame(frame) != NGX_OK) {
+            sr_error_set(&err, SR_ERR_PROTOCOL, "bad reconnect frame");
             return ngx_http_signalr_link_protocol_error("frame", &err);
         }
 

@@ -87,6 +87,20 @@ static ngx_command_t  ngx_http_signalr_commands[] = {
       offsetof(ngx_http_signalr_loc_conf_t, stateful_reconnect),
       NULL },
 
+    { ngx_string("signalr_stateful_reconnect_buffer"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_signalr_loc_conf_t, reconnect_buffer),
+      NULL },
+
+    { ngx_string("signalr_stateful_reconnect_window"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_signalr_loc_conf_t, reconnect_window),
+      NULL },
+
     { ngx_string("signalr_keepalive_interval"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_msec_slot,
@@ -1130,6 +1144,8 @@ ngx_http_signalr_create_loc_conf(ngx_conf_t *cf)
 
     slcf->transports = NGX_CONF_UNSET_UINT;
     slcf->stateful_reconnect = NGX_CONF_UNSET;
+    slcf->reconnect_buffer = NGX_CONF_UNSET_SIZE;
+    slcf->reconnect_window = NGX_CONF_UNSET_MSEC;
     slcf->keepalive_interval = NGX_CONF_UNSET_MSEC;
     slcf->client_timeout = NGX_CONF_UNSET_MSEC;
     slcf->handshake_timeout = NGX_CONF_UNSET_MSEC;
@@ -1169,6 +1185,10 @@ ngx_http_signalr_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               NGX_HTTP_SIGNALR_ALL_TRANSPORTS);
     ngx_conf_merge_value(conf->stateful_reconnect,
                          prev->stateful_reconnect, 0);
+    ngx_conf_merge_size_value(conf->reconnect_buffer,
+                              prev->reconnect_buffer, 100000);
+    ngx_conf_merge_msec_value(conf->reconnect_window,
+                              prev->reconnect_window, 30000);
     ngx_conf_merge_msec_value(conf->keepalive_interval,
                               prev->keepalive_interval, 15000);
     ngx_conf_merge_msec_value(conf->client_timeout,
@@ -1192,7 +1212,7 @@ ngx_http_signalr_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     if (conf->keepalive_interval == 0 || conf->client_timeout == 0
         || conf->handshake_timeout == 0 || conf->poll_timeout == 0
-        || conf->disconnect_timeout == 0)
+        || conf->disconnect_timeout == 0 || conf->reconnect_window == 0)
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "signalr timeouts must not be zero");

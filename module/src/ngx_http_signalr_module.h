@@ -98,6 +98,8 @@ typedef struct {
     ngx_str_t                    location;      /* hub path, no "/" at end */
     ngx_uint_t                   transports;
     ngx_flag_t                   stateful_reconnect;
+    size_t                       reconnect_buffer;
+    ngx_msec_t                   reconnect_window;
     ngx_msec_t                   keepalive_interval;
     ngx_msec_t                   client_timeout;
     ngx_msec_t                   handshake_timeout;
@@ -197,6 +199,13 @@ struct ngx_http_signalr_session_s {
     uint64_t                     received;      /* for stateful acks */
     uint64_t                     acked;
 
+    /* stateful reconnect, ngx_http_signalr_reconnect.c */
+    ngx_queue_t                  replay;        /* unacked, oldest first */
+    size_t                       replay_size;
+    uint64_t                     replay_first;  /* id of the oldest */
+    uint64_t                     skip;          /* resent, to be dropped */
+    int                          close_code;    /* the client's, or 0 */
+
     time_t                       expires;       /* of the token, or 0 */
     ngx_event_t                  expiry_timer;
 
@@ -224,6 +233,9 @@ struct ngx_http_signalr_session_s {
     unsigned                     chunked:1;     /* SSE body framing */
     unsigned                     counted:1;     /* in connections limit */
     unsigned                     limits_ready:1;
+    unsigned                     ended:1;       /* a Close went either way */
+    unsigned                     suspended:1;   /* back on another worker */
+    unsigned                     parked:1;      /* state handed over */
 };
 
 
@@ -290,6 +302,7 @@ void ngx_http_signalr_limits_stream_release(ngx_http_signalr_session_t *s);
 ngx_int_t ngx_http_signalr_delay_push(ngx_http_signalr_session_t *s,
     const u_char *data, size_t len, ngx_msec_t delay);
 void ngx_http_signalr_delay_clear(ngx_http_signalr_session_t *s);
+void ngx_http_signalr_delay_flush(ngx_http_signalr_session_t *s);
 
 #define ngx_http_signalr_delay_pending(s)  ((s)->ndelayed != 0)
 
@@ -302,6 +315,8 @@ ngx_int_t ngx_http_signalr_ws_send(ngx_http_signalr_session_t *s,
     int opcode, const u_char *data, size_t len, ngx_uint_t force);
 void ngx_http_signalr_ws_close(ngx_http_signalr_session_t *s, int code,
     const char *reason);
+ngx_int_t ngx_http_signalr_ws_adopt(ngx_http_request_t *r,
+    ngx_http_signalr_session_t *s, const char *accept);
 
 /* ngx_http_signalr_transports.c: HTTP POST, DELETE, and dispatch */
 ngx_int_t ngx_http_signalr_http_handler(ngx_http_request_t *r,
@@ -363,6 +378,58 @@ void ngx_http_signalr_session_multicast(sr_ipc_id_iter_t *ids,
     const u_char *payload, size_t len);
 void ngx_http_signalr_session_close_by_daemon(ngx_str_t *id,
     const char *error, ngx_uint_t allow_reconnect);
+ngx_int_t ngx_http_signalr_msgpack_type(const u_char *p, size_t len);
+ngx_int_t ngx_http_signalr_session_send_payload(ngx_http_signalr_session_t *s,
+    const u_char *payload, size_t len);
+ngx_int_t ngx_http_signalr_session_pending_list(
+    ngx_http_signalr_session_t *s, char ***ids, u_char **streams,
+    size_t *count);
+void ngx_http_signalr_session_adopt(ngx_http_signalr_session_t *s,
+    const sr_ipc_state_t *state);
+
+/* ngx_http_signalr_reconnect.c: stateful reconnect, docs/reconnect.md */
+#define NGX_HTTP_SIGNALR_RESUME  NGX_AGAIN     /* ws_attach: ask the daemon */
+
+#define ngx_http_signalr_trackable(type)                                     \
+    ((type) >= SR_MSG_INVOCATION && (type) <= SR_MSG_CANCEL_INVOCATION)
+
+/* one message kept for replay, in its IPC (MessagePack) form */
+typedef struct {
+    ngx_queue_t                  queue;
+    size_t                       len;
+    u_char                       data[1];
+} ngx_http_signalr_replay_item_t;
+
+ngx_int_t ngx_http_signalr_replay_push(ngx_queue_t *replay, size_t *size,
+    const u_char *data, size_t len, ngx_log_t *log);
+void ngx_http_signalr_send_closed(ngx_str_t *id);
+void ngx_http_signalr_reconnect_release(ngx_str_t *id);
+
+void ngx_http_signalr_reconnect_init(void);
+void ngx_http_signalr_reconnect_start(ngx_http_signalr_session_t *s);
+ngx_int_t ngx_http_signalr_reconnect_track(ngx_http_signalr_session_t *s,
+    ngx_int_t type, const u_char *payload, size_t len);
+void ngx_http_signalr_reconnect_ack(ngx_http_signalr_session_t *s,
+    uint64_t sequence_id);
+ngx_int_t ngx_http_signalr_reconnect_sequence(ngx_http_signalr_session_t *s,
+    uint64_t sequence_id);
+ngx_uint_t ngx_http_signalr_reconnect_duplicate(
+    ngx_http_signalr_session_t *s);
+ngx_uint_t ngx_http_signalr_reconnect_parkable(ngx_http_signalr_session_t *s);
+ngx_int_t ngx_http_signalr_reconnect_park(ngx_http_signalr_session_t *s);
+void ngx_http_signalr_reconnect_clear(ngx_http_signalr_session_t *s);
+ngx_uint_t ngx_http_signalr_reconnect_deliver(ngx_str_t *id,
+    ngx_int_t type, const u_char *payload, size_t len);
+void ngx_http_signalr_reconnect_close(ngx_str_t *id);
+void ngx_http_signalr_reconnect_exit(void);
+void ngx_http_signalr_reconnect_link_down(void);
+
+/* ngx_http_signalr_resume.c: the way back, RESUME and ADOPT */
+void ngx_http_signalr_resume_init(void);
+ngx_int_t ngx_http_signalr_reconnect_frame(sr_ipc_frame_t *frame);
+ngx_int_t ngx_http_signalr_resume_start(ngx_http_request_t *r,
+    ngx_http_signalr_session_t *s, ngx_str_t *token, const char *accept);
+void ngx_http_signalr_resume_link_down(void);
 
 /* ngx_http_signalr_link.c */
 ngx_int_t ngx_http_signalr_link_init_process(ngx_cycle_t *cycle);
@@ -374,6 +441,8 @@ ngx_int_t ngx_http_signalr_link_invoke(ngx_http_signalr_session_t *s,
     const u_char *payload, size_t len);
 ngx_int_t ngx_http_signalr_link_relay(sr_ipc_type_t type, ngx_str_t *id,
     sr_ipc_relay_t *relay);
+ngx_int_t ngx_http_signalr_link_send(sr_ipc_type_t type, ngx_str_t *id,
+    const u_char *body, size_t len);
 
 /* ngx_http_signalr_registry.c */
 #define NGX_HTTP_SIGNALR_REG_UNKNOWN    1
@@ -390,6 +459,8 @@ ngx_int_t ngx_http_signalr_registry_attach(ngx_shm_zone_t *zone,
     ngx_uint_t kind, ngx_pid_t *owner, ngx_uint_t *owner_kind);
 void ngx_http_signalr_registry_remove(ngx_shm_zone_t *zone,
     ngx_str_t *token);
+ngx_uint_t ngx_http_signalr_registry_stateful(ngx_shm_zone_t *zone,
+    ngx_str_t *token, ngx_uint_t set);
 
 
 #endif /* _NGX_HTTP_SIGNALR_MODULE_H_INCLUDED_ */

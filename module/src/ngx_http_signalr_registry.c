@@ -33,6 +33,7 @@ typedef struct {
     ngx_msec_t                    expires;
     ngx_pid_t                     pid;      /* attaching worker */
     ngx_uint_t                    attached; /* its SR_TRANSPORT_*, or 0 */
+    ngx_uint_t                    stateful; /* may be resumed elsewhere */
     size_t                        id_len;
     size_t                        user_len;
     u_char                        data[1];  /* token, id, user */
@@ -159,6 +160,7 @@ ngx_http_signalr_registry_add(ngx_shm_zone_t *zone, ngx_str_t *token,
     rn->expires = ngx_current_msec + ttl;
     rn->pid = 0;
     rn->attached = 0;
+    rn->stateful = 0;
     rn->id_len = id->len;
     rn->user_len = user->len;
 
@@ -253,6 +255,40 @@ ngx_http_signalr_registry_attach(ngx_shm_zone_t *zone, ngx_str_t *token,
     rc = NGX_OK;
 
 done:
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return rc;
+}
+
+
+/*
+ * Marks an attached connection as one whose client may resume it on
+ * another worker (set), or tells whether it is one (returns 1 or 0).
+ */
+
+ngx_uint_t
+ngx_http_signalr_registry_stateful(ngx_shm_zone_t *zone, ngx_str_t *token,
+    ngx_uint_t set)
+{
+    ngx_uint_t                         rc;
+    ngx_http_signalr_registry_t       *ctx;
+    ngx_http_signalr_registry_node_t  *rn;
+
+    ctx = zone->data;
+    rc = 0;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    rn = ngx_http_signalr_registry_lookup(ctx, token);
+
+    if (rn && rn->attached) {
+        if (set) {
+            rn->stateful = 1;
+        }
+
+        rc = rn->stateful;
+    }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 

@@ -18,6 +18,14 @@
 #define NGX_HTTP_SIGNALR_TIMEOUT_ERROR                                       \
     "Server timeout elapsed without receiving a message from the client."
 
+/*
+ * A session takes hub messages until it closes; a stateful one that
+ * may be parked keeps them for replay while its transport closes.
+ */
+#define ngx_http_signalr_session_takes(s)                                    \
+    ((s)->handshaken                                                         \
+     && (!(s)->close_sent || ((s)->stateful && !(s)->ended)))
+
 
 /* an invocation waiting for its Completion */
 typedef struct {
@@ -66,6 +74,8 @@ static void ngx_http_signalr_session_bad_message(
 static void ngx_http_signalr_session_complete_error(
     ngx_http_signalr_session_t *s, const char *invocation_id,
     const char *error);
+static ngx_int_t ngx_http_signalr_session_track_message(
+    ngx_http_signalr_session_t *s, sr_message_t *msg);
 static void ngx_http_signalr_session_send_ack(ngx_http_signalr_session_t *s);
 static void ngx_http_signalr_session_send_ping(ngx_http_signalr_session_t *s);
 static void ngx_http_signalr_session_timer(ngx_event_t *ev);
@@ -81,7 +91,6 @@ static void ngx_http_signalr_outgoing_send(ngx_http_signalr_session_t *s,
 static const sr_buf_t *ngx_http_signalr_outgoing_framed(
     ngx_http_signalr_outgoing_t *o, sr_protocol_t protocol, ngx_log_t *log);
 static void ngx_http_signalr_outgoing_clear(ngx_http_signalr_outgoing_t *o);
-static ngx_int_t ngx_http_signalr_msgpack_type(const u_char *p, size_t len);
 
 
 static ngx_rbtree_t       ngx_http_signalr_sessions;
@@ -104,12 +113,16 @@ ngx_http_signalr_sessions_init(void)
     sr_buf_init(&ngx_http_signalr_scratch);
     sr_buf_init(&ngx_http_signalr_ping[SR_PROTOCOL_JSON]);
     sr_buf_init(&ngx_http_signalr_ping[SR_PROTOCOL_MSGPACK]);
+
+    ngx_http_signalr_reconnect_init();
 }
 
 
 void
 ngx_http_signalr_sessions_exit(void)
 {
+    ngx_http_signalr_reconnect_exit();
+
     sr_buf_free(&ngx_http_signalr_scratch);
     sr_buf_free(&ngx_http_signalr_ping[SR_PROTOCOL_JSON]);
     sr_buf_free(&ngx_http_signalr_ping[SR_PROTOCOL_MSGPACK]);
@@ -131,6 +144,7 @@ ngx_http_signalr_session_init(ngx_http_signalr_session_t *s)
                     ngx_str_rbtree_insert_value);
 
     sr_buf_init(&s->in);
+    ngx_queue_init(&s->replay);
 
     s->timer.handler = ngx_http_signalr_session_timer;
     s->timer.data = s;
@@ -192,6 +206,13 @@ ngx_http_signalr_session_cleanup(void *data)
         s->in_tree = 0;
     }
 
+    /* a stateful client that did not say goodbye may come back */
+    if (s->opened && ngx_http_signalr_reconnect_parkable(s)
+        && ngx_http_signalr_reconnect_park(s) == NGX_OK)
+    {
+        s->opened = 0;
+    }
+
     if (s->opened) {
         (void) ngx_http_signalr_link_closed(s);
         s->opened = 0;
@@ -209,6 +230,8 @@ ngx_http_signalr_session_cleanup(void *data)
     }
 
     ngx_http_signalr_limits_detach(s);
+
+    ngx_http_signalr_reconnect_clear(s);
 
     sr_ws_parser_free(&s->parser);
     sr_buf_free(&s->in);
@@ -403,6 +426,10 @@ ngx_http_signalr_session_accept(ngx_http_signalr_session_t *s,
     s->handshaken = 1;
     s->stateful = s->conf->stateful_reconnect && req->version >= 2;
 
+    if (s->stateful) {
+        ngx_http_signalr_reconnect_start(s);
+    }
+
     sr_buf_init(&b);
 
     if (sr_handshake_write_response(&b, NULL) == SR_OK) {
@@ -515,6 +542,13 @@ ngx_http_signalr_session_route(ngx_http_signalr_session_t *s,
 
     delay = 0;
 
+    /* what a reconnected client sends again and was forwarded before */
+    if (s->skip && ngx_http_signalr_trackable(msg->type)
+        && ngx_http_signalr_reconnect_duplicate(s))
+    {
+        return;
+    }
+
     switch (msg->type) {
 
     case SR_MSG_PING:
@@ -524,13 +558,22 @@ ngx_http_signalr_session_route(ngx_http_signalr_session_t *s,
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, s->log, 0,
                        "signalr connection \"%s\": client sent close",
                        s->id);
+        s->ended = 1;
         s->transport->close(s, SR_WS_CLOSE_NORMAL, NULL);
         return;
 
     case SR_MSG_ACK:
+        if (s->stateful) {
+            ngx_http_signalr_reconnect_ack(s, msg->sequence_id);
+        }
+
+        return;
+
     case SR_MSG_SEQUENCE:
-        /* TODO(docs/directives.md): buffer and replay for stateful
-         * reconnect; until then these carry nothing to act on */
+        if (s->stateful) {
+            (void) ngx_http_signalr_reconnect_sequence(s, msg->sequence_id);
+        }
+
         return;
 
     case SR_MSG_INVOCATION:
@@ -742,6 +785,8 @@ ngx_http_signalr_session_end(ngx_http_signalr_session_t *s,
     }
 
     if (s->handshaken) {
+        s->ended = 1;
+
         sr_message_init(&msg, SR_MSG_CLOSE);
 
         /* borrowed, so msg is not cleared */
@@ -766,6 +811,12 @@ ngx_http_signalr_session_shutdown(ngx_http_signalr_session_t *s)
 {
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, s->log, 0,
                    "signalr connection \"%s\": shutting down", s->id);
+
+    /* no Close: the client reconnects, and its state moves with it */
+    if (ngx_http_signalr_reconnect_parkable(s)) {
+        s->transport->close(s, SR_WS_CLOSE_GOING_AWAY, NULL);
+        return;
+    }
 
     ngx_http_signalr_session_end(s, NULL, 1, SR_WS_CLOSE_GOING_AWAY);
 }
@@ -796,6 +847,12 @@ ngx_http_signalr_session_complete_error(ngx_http_signalr_session_t *s,
     msg.invocation_id = (char *) invocation_id;
     msg.error = (char *) error;
 
+    if (s->stateful
+        && ngx_http_signalr_session_track_message(s, &msg) != NGX_OK)
+    {
+        return;
+    }
+
     sr_buf_reset(&ngx_http_signalr_scratch);
 
     if (sr_message_encode(s->protocol, &msg, &ngx_http_signalr_scratch, &err)
@@ -809,6 +866,37 @@ ngx_http_signalr_session_complete_error(ngx_http_signalr_session_t *s,
 
     (void) ngx_http_signalr_session_send(s, ngx_http_signalr_scratch.data,
                                          ngx_http_signalr_scratch.len, 0);
+}
+
+
+/* a message of the module's own, kept for replay in the IPC form */
+
+static ngx_int_t
+ngx_http_signalr_session_track_message(ngx_http_signalr_session_t *s,
+    sr_message_t *msg)
+{
+    sr_buf_t    b;
+    ngx_int_t   rc;
+    sr_error_t  err;
+
+    sr_buf_init(&b);
+
+    if (sr_message_encode_payload(SR_PROTOCOL_MSGPACK, msg, &b, &err)
+        != SR_OK)
+    {
+        sr_buf_free(&b);
+        ngx_log_error(NGX_LOG_ALERT, s->log, 0,
+                      "signalr connection \"%s\": "
+                      "sr_message_encode_payload() failed: %s",
+                      s->id, err.str);
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_signalr_reconnect_track(s, msg->type, b.data, b.len);
+
+    sr_buf_free(&b);
+
+    return rc;
 }
 
 
@@ -890,6 +978,13 @@ ngx_http_signalr_session_timer(ngx_event_t *ev)
         ngx_log_error(NGX_LOG_INFO, s->log, 0,
                       "signalr connection \"%s\": client timed out",
                       s->id);
+
+        /* most likely a network that went away: let it come back */
+        if (ngx_http_signalr_reconnect_parkable(s)) {
+            s->transport->drop(s);
+            return;
+        }
+
         ngx_http_signalr_session_end(s, NGX_HTTP_SIGNALR_TIMEOUT_ERROR, 0,
                                      SR_WS_CLOSE_NORMAL);
         return;
@@ -1095,7 +1190,15 @@ ngx_http_signalr_session_deliver(ngx_str_t *id, const u_char *payload,
 
     s = ngx_http_signalr_session_find(id);
 
-    if (s == NULL || !s->handshaken || s->close_sent) {
+    if (s == NULL
+        && ngx_http_signalr_reconnect_deliver(id,
+                               ngx_http_signalr_msgpack_type(payload, len),
+                               payload, len))
+    {
+        return;
+    }
+
+    if (s == NULL || !ngx_http_signalr_session_takes(s)) {
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
                        "signalr message for gone connection \"%V\"", id);
         return;
@@ -1134,7 +1237,11 @@ ngx_http_signalr_session_multicast(sr_ipc_id_iter_t *ids,
 
         s = ngx_http_signalr_session_find(&key);
 
-        if (s && s->handshaken && !s->close_sent) {
+        if (s == NULL) {
+            (void) ngx_http_signalr_reconnect_deliver(&key, o.type, payload,
+                                                      len);
+
+        } else if (ngx_http_signalr_session_takes(s)) {
             ngx_http_signalr_outgoing_send(s, &o);
         }
     }
@@ -1152,11 +1259,15 @@ ngx_http_signalr_session_close_by_daemon(ngx_str_t *id, const char *error,
     s = ngx_http_signalr_session_find(id);
 
     if (s == NULL) {
+        ngx_http_signalr_reconnect_close(id);
         return;
     }
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, s->log, 0,
                    "signalr connection \"%s\": closed by the daemon", s->id);
+
+    /* even one already closing: it is not to be parked */
+    s->ended = 1;
 
     ngx_http_signalr_session_end(s, error, allow_reconnect,
                                  SR_WS_CLOSE_NORMAL);
@@ -1196,6 +1307,17 @@ ngx_http_signalr_outgoing_send(ngx_http_signalr_session_t *s,
         if (o->completion_id_len) {
             ngx_http_signalr_pending_remove(s, (char *) o->completion_id);
         }
+    }
+
+    if (s->stateful
+        && ngx_http_signalr_reconnect_track(s, o->type, o->payload, o->len)
+           != NGX_OK)
+    {
+        return;
+    }
+
+    if (s->close_sent) {
+        return;
     }
 
     framed = ngx_http_signalr_outgoing_framed(o, s->protocol,
@@ -1270,7 +1392,7 @@ ngx_http_signalr_outgoing_clear(ngx_http_signalr_outgoing_t *o)
  * its array without decoding it; -1 when it cannot be told.
  */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_signalr_msgpack_type(const u_char *p, size_t len)
 {
     size_t  i;
@@ -1305,4 +1427,123 @@ ngx_http_signalr_msgpack_type(const u_char *p, size_t len)
     }
 
     return -1;
+}
+
+
+/*
+ * A message kept for replay, framed for the client, not tracked again;
+ * past signalr_send_queue_size too, since the replay buffer bounds it.
+ */
+
+ngx_int_t
+ngx_http_signalr_session_send_payload(ngx_http_signalr_session_t *s,
+    const u_char *payload, size_t len)
+{
+    ngx_int_t                     rc;
+    const sr_buf_t               *framed;
+    ngx_http_signalr_outgoing_t   o;
+
+    ngx_memzero(&o, sizeof(ngx_http_signalr_outgoing_t));
+    o.payload = payload;
+    o.len = len;
+
+    framed = ngx_http_signalr_outgoing_framed(&o, s->protocol, s->log);
+
+    rc = (framed == NULL) ? NGX_DECLINED
+                          : ngx_http_signalr_session_send(s, framed->data,
+                                                          framed->len, 1);
+
+    ngx_http_signalr_outgoing_clear(&o);
+
+    return rc;
+}
+
+
+/*
+ * The invocation ids awaiting a Completion, for the state of a parked
+ * connection: malloc'ed arrays of borrowed ids and of stream flags,
+ * freed by the caller with ngx_free().
+ */
+
+ngx_int_t
+ngx_http_signalr_session_pending_list(ngx_http_signalr_session_t *s,
+    char ***ids, u_char **streams, size_t *count)
+{
+    size_t                       n;
+    ngx_rbtree_node_t           *node;
+    ngx_http_signalr_pending_t  *p;
+
+    *ids = NULL;
+    *streams = NULL;
+    *count = 0;
+
+    if (s->npending == 0 || s->pending.root == s->pending.sentinel) {
+        return NGX_OK;
+    }
+
+    *ids = ngx_alloc(s->npending * sizeof(char *), s->log);
+    *streams = ngx_alloc(s->npending, s->log);
+
+    if (*ids == NULL || *streams == NULL) {
+        ngx_free(*ids);
+        ngx_free(*streams);
+        *ids = NULL;
+        *streams = NULL;
+        return NGX_ERROR;
+    }
+
+    n = 0;
+
+    for (node = ngx_rbtree_min(s->pending.root, s->pending.sentinel);
+         node && n < s->npending;
+         node = ngx_rbtree_next(&s->pending, node))
+    {
+        p = (ngx_http_signalr_pending_t *) node;
+        (*ids)[n] = (char *) p->data;
+        (*streams)[n] = (u_char) p->stream;
+        n++;
+    }
+
+    *count = n;
+
+    return NGX_OK;
+}
+
+
+/*
+ * An adopted connection picks up where its state left it: handshake
+ * done, the client's count, and the invocations it still waits on
+ * (ext carries one stream flag per pending id).
+ */
+
+void
+ngx_http_signalr_session_adopt(ngx_http_signalr_session_t *s,
+    const sr_ipc_state_t *state)
+{
+    size_t      i;
+    ngx_uint_t  stream;
+
+    s->protocol = state->who.protocol;
+    s->handshaken = 1;
+    s->stateful = 1;
+    s->received = state->received;
+    s->acked = state->received;
+
+    for (i = 0; i < state->pending_count; i++) {
+        stream = i < state->ext.len && state->ext.data[i];
+
+        if (ngx_strlen(state->pending[i])
+            > NGX_HTTP_SIGNALR_MAX_INVOCATION_ID)
+        {
+            continue;
+        }
+
+        (void) ngx_http_signalr_pending_add(s, state->pending[i], stream);
+    }
+
+    if (s->timer.timer_set) {
+        ngx_del_timer(&s->timer);
+    }
+
+    ngx_http_signalr_session_schedule(s);
 }

@@ -24,6 +24,11 @@ static ngx_int_t ngx_http_signalr_ws_check(ngx_http_request_t *r,
     const char **detail, char *accept);
 static ngx_int_t ngx_http_signalr_ws_attach(ngx_http_request_t *r,
     ngx_http_signalr_session_t *s, const char **detail);
+static ngx_int_t ngx_http_signalr_ws_resume(ngx_http_request_t *r,
+    ngx_http_signalr_session_t *s, const char *accept);
+static ngx_uint_t ngx_http_signalr_ws_resumable(ngx_http_request_t *r,
+    ngx_http_signalr_session_t *s, ngx_int_t rc, ngx_uint_t owner_kind,
+    ngx_str_t *token);
 static ngx_int_t ngx_http_signalr_ws_upgrade(ngx_http_request_t *r,
     ngx_http_signalr_session_t *s, const char *accept);
 static void ngx_http_signalr_ws_read_handler(ngx_event_t *rev);
@@ -106,6 +111,10 @@ ngx_http_signalr_websocket_handler(ngx_http_request_t *r)
     s->close_timer.log = r->connection->log;
 
     rc = ngx_http_signalr_ws_attach(r, s, &detail);
+
+    if (rc == NGX_HTTP_SIGNALR_RESUME) {
+        return ngx_http_signalr_ws_resume(r, s, accept);
+    }
 
     if (rc == NGX_OK) {
         rc = ngx_http_signalr_limits_attach(r, s, &detail);
@@ -213,11 +222,13 @@ ngx_http_signalr_ws_attach(ngx_http_request_t *r,
 {
     ngx_int_t                      rc;
     ngx_str_t                      token;
+    ngx_uint_t                     owner_kind;
     sr_error_t                     err;
     ngx_http_signalr_ctx_t        *ctx;
     ngx_http_signalr_main_conf_t  *smcf;
 
     smcf = ngx_http_get_module_main_conf(r, ngx_http_signalr_module);
+    owner_kind = 0;
 
     *detail = "internal error";
 
@@ -248,7 +259,11 @@ ngx_http_signalr_ws_attach(ngx_http_request_t *r,
     rc = ngx_http_signalr_registry_attach(smcf->registry_zone, &token,
                                           &s->user, s->id, sizeof(s->id),
                                           SR_TRANSPORT_WEBSOCKETS, NULL,
-                                          NULL);
+                                          &owner_kind);
+
+    if (ngx_http_signalr_ws_resumable(r, s, rc, owner_kind, &token)) {
+        return NGX_HTTP_SIGNALR_RESUME;
+    }
 
     switch (rc) {
 
@@ -279,6 +294,83 @@ found:
     ctx->connection_id.len = ngx_strlen(s->id);
 
     return NGX_OK;
+}
+
+
+/*
+ * A stateful client coming back: its token is unknown here (parked in
+ * the daemon, or on another instance) or held by a stateful WebSocket
+ * whose cut this side has not noticed yet. The daemon knows which.
+ */
+
+static ngx_uint_t
+ngx_http_signalr_ws_resumable(ngx_http_request_t *r,
+    ngx_http_signalr_session_t *s, ngx_int_t rc, ngx_uint_t owner_kind,
+    ngx_str_t *token)
+{
+    ngx_http_signalr_main_conf_t  *smcf;
+
+    if (!s->conf->stateful_reconnect || !ngx_http_signalr_link_is_up()) {
+        return 0;
+    }
+
+    if (rc == NGX_HTTP_SIGNALR_REG_UNKNOWN) {
+        return 1;
+    }
+
+    if (rc != NGX_HTTP_SIGNALR_REG_ATTACHED
+        || owner_kind != SR_TRANSPORT_WEBSOCKETS)
+    {
+        return 0;
+    }
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_signalr_module);
+
+    return ngx_http_signalr_registry_stateful(smcf->registry_zone, token, 0);
+}
+
+
+static ngx_int_t
+ngx_http_signalr_ws_resume(ngx_http_request_t *r,
+    ngx_http_signalr_session_t *s, const char *accept)
+{
+    ngx_str_t  token;
+
+    if (ngx_http_arg(r, (u_char *) "id", 2, &token) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* the registry may have copied the live connection's id meanwhile */
+    s->id[0] = '\0';
+
+    return ngx_http_signalr_resume_start(r, s, &token, accept);
+}
+
+
+/*
+ * The daemon handed a parked connection to this request: the session
+ * is filled from its state; it is counted, upgraded, and goes on.
+ * Returns NGX_DONE, or the status to refuse with.
+ */
+
+ngx_int_t
+ngx_http_signalr_ws_adopt(ngx_http_request_t *r,
+    ngx_http_signalr_session_t *s, const char *accept)
+{
+    ngx_int_t    rc;
+    const char  *detail;
+
+    rc = ngx_http_signalr_limits_attach(r, s, &detail);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (ngx_http_signalr_session_init(s) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_signalr_ws_upgrade(r, s, accept);
 }
 
 
@@ -555,6 +647,11 @@ ngx_http_signalr_ws_event(ngx_http_signalr_session_t *s, sr_ws_event_t *ev)
         s->close_received = 1;
         s->read_closed = 1;
 
+        /* the client's own code, not its echo of ours */
+        if (!s->close_sent) {
+            s->close_code = ev->close_code;
+        }
+
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, s->connection->log, 0,
                        "signalr connection \"%s\": close frame %d",
                        s->id, ev->close_code);
@@ -643,6 +740,14 @@ ngx_http_signalr_ws_close(ngx_http_signalr_session_t *s, int code,
 
     if (s->close_sent) {
         return;
+    }
+
+    /*
+     * Closed for a fault of the client's (a bad frame, a message too
+     * big): resuming would only bring the same message back.
+     */
+    if (!s->close_received && code != SR_WS_CLOSE_GOING_AWAY) {
+        s->ended = 1;
     }
 
     if (code == SR_WS_CLOSE_NO_STATUS) {

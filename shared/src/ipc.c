@@ -43,6 +43,26 @@ static int sr_ipc_get_protocol(const msgpack_object *o,
     sr_protocol_t *protocol, sr_error_t *err);
 static int sr_ipc_open_field(const msgpack_object_kv *kv,
     sr_ipc_open_t *open, sr_error_t *err);
+static int sr_ipc_get_uint(const msgpack_object *o, uint64_t *out,
+    const char *what, sr_error_t *err);
+static int sr_ipc_get_bin(const msgpack_object *o, sr_ipc_bytes_t *out,
+    const char *what, sr_error_t *err);
+static int sr_ipc_get_bin_array(const msgpack_object *o,
+    sr_ipc_bytes_t **out, size_t *count, const char *what, sr_error_t *err);
+static void sr_ipc_free_strs(char **strs, size_t count);
+static int sr_ipc_get_str_array(const msgpack_object *o, char ***out,
+    size_t *count, const char *what, sr_error_t *err);
+static void sr_ipc_pack_bin(msgpack_packer *pk, const unsigned char *data,
+    size_t len);
+static int sr_ipc_state_sum_ok(const sr_ipc_state_t *state);
+static void sr_ipc_state_pack_who(msgpack_packer *pk,
+    const sr_ipc_state_t *state);
+static void sr_ipc_state_pack_rest(msgpack_packer *pk,
+    const sr_ipc_state_t *state);
+static int sr_ipc_state_exp(const msgpack_object *o, sr_ipc_state_t *state,
+    sr_error_t *err);
+static int sr_ipc_state_field(const msgpack_object_kv *kv,
+    sr_ipc_state_t *state, unsigned *seen, sr_error_t *err);
 
 
 static uint32_t
@@ -488,6 +508,14 @@ int
 sr_ipc_open_encode(const sr_ipc_open_t *open, sr_buf_t *out,
     sr_error_t *err)
 {
+    return sr_ipc_open_encode_token(open, NULL, out, err);
+}
+
+
+int
+sr_ipc_open_encode_token(const sr_ipc_open_t *open, const char *token,
+    sr_buf_t *out, sr_error_t *err)
+{
     msgpack_packer  pk;
     sr_ipc_sink_t   sink;
     size_t          start;
@@ -505,7 +533,13 @@ sr_ipc_open_encode(const sr_ipc_open_t *open, sr_buf_t *out,
     start = out->len;
     sr_ipc_packer_init(&pk, &sink, out);
 
-    msgpack_pack_map(&pk, 5);
+    msgpack_pack_map(&pk, token ? 6 : 5);
+
+    if (token) {
+        sr_ipc_pack_str(&pk, "token");
+        sr_ipc_pack_str(&pk, token);
+    }
+
     sr_ipc_pack_str(&pk, "hub");
     sr_ipc_pack_str(&pk, open->hub);
     sr_ipc_pack_str(&pk, "user");
@@ -910,4 +944,733 @@ sr_ipc_relay_parse(const unsigned char *body, size_t len,
     relay->data_len = len - SR_IPC_RELAY_HEADER;
 
     return SR_OK;
+}
+
+
+/* Stateful reconnect bodies (docs/ipc.md, "Parking"). */
+
+static int
+sr_ipc_get_uint(const msgpack_object *o, uint64_t *out, const char *what,
+    sr_error_t *err)
+{
+    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        return sr_error_set(err, SR_ERR_PROTOCOL,
+                            "\"%s\" is not an unsigned integer", what);
+    }
+
+    *out = o->via.u64;
+
+    return SR_OK;
+}
+
+
+static int
+sr_ipc_get_bin(const msgpack_object *o, sr_ipc_bytes_t *out,
+    const char *what, sr_error_t *err)
+{
+    if (o->type != MSGPACK_OBJECT_BIN) {
+        return sr_error_set(err, SR_ERR_PROTOCOL, "\"%s\" is not bin", what);
+    }
+
+    out->data = (const unsigned char *) o->via.bin.ptr;
+    out->len = o->via.bin.size;
+
+    return SR_OK;
+}
+
+
+/* An array of bin as an owned array of pointers into the body. */
+
+static int
+sr_ipc_get_bin_array(const msgpack_object *o, sr_ipc_bytes_t **out,
+    size_t *count, const char *what, sr_error_t *err)
+{
+    sr_ipc_bytes_t  *items;
+    uint32_t         i;
+    int              rc;
+
+    if (o->type != MSGPACK_OBJECT_ARRAY) {
+        return sr_error_set(err, SR_ERR_PROTOCOL, "\"%s\" is not an array",
+                            what);
+    }
+
+    items = NULL;
+
+    if (o->via.array.size > 0) {
+        items = calloc(o->via.array.size, sizeof(sr_ipc_bytes_t));
+        if (items == NULL) {
+            return sr_error_set(err, SR_ERR_NOMEM,
+                                "out of memory for a body");
+        }
+    }
+
+    for (i = 0; i < o->via.array.size; i++) {
+        rc = sr_ipc_get_bin(&o->via.array.ptr[i], &items[i], what, err);
+        if (rc != SR_OK) {
+            free(items);
+            return rc;
+        }
+    }
+
+    free(*out);
+    *out = items;
+    *count = o->via.array.size;
+
+    return SR_OK;
+}
+
+
+static void
+sr_ipc_free_strs(char **strs, size_t count)
+{
+    size_t  i;
+
+    for (i = 0; strs != NULL && i < count; i++) {
+        free(strs[i]);
+    }
+
+    free(strs);
+}
+
+
+static int
+sr_ipc_get_str_array(const msgpack_object *o, char ***out, size_t *count,
+    const char *what, sr_error_t *err)
+{
+    char      **strs;
+    uint32_t    i;
+    int         rc;
+
+    if (o->type != MSGPACK_OBJECT_ARRAY) {
+        return sr_error_set(err, SR_ERR_PROTOCOL, "\"%s\" is not an array",
+                            what);
+    }
+
+    strs = NULL;
+
+    if (o->via.array.size > 0) {
+        strs = calloc(o->via.array.size, sizeof(char *));
+        if (strs == NULL) {
+            return sr_error_set(err, SR_ERR_NOMEM,
+                                "out of memory for a body");
+        }
+    }
+
+    for (i = 0; i < o->via.array.size; i++) {
+        rc = sr_ipc_get_str(&o->via.array.ptr[i], 0, &strs[i], what, err);
+        if (rc != SR_OK) {
+            sr_ipc_free_strs(strs, o->via.array.size);
+            return rc;
+        }
+    }
+
+    sr_ipc_free_strs(*out, *count);
+    *out = strs;
+    *count = o->via.array.size;
+
+    return SR_OK;
+}
+
+
+static void
+sr_ipc_pack_bin(msgpack_packer *pk, const unsigned char *data, size_t len)
+{
+    msgpack_pack_bin(pk, len);
+    msgpack_pack_bin_body(pk, data, len);
+}
+
+
+int
+sr_ipc_detach_encode(const sr_ipc_detach_t *detach, sr_buf_t *out,
+    sr_error_t *err)
+{
+    msgpack_packer  pk;
+    sr_ipc_sink_t   sink;
+    size_t          start;
+
+    start = out->len;
+    sr_ipc_packer_init(&pk, &sink, out);
+
+    msgpack_pack_map(&pk, 2);
+    sr_ipc_pack_str(&pk, "window_ms");
+    msgpack_pack_uint64(&pk, detach->window_ms);
+    sr_ipc_pack_str(&pk, "buffer_bytes");
+    msgpack_pack_uint64(&pk, detach->buffer_bytes);
+
+    return sr_ipc_packer_done(&sink, start, err);
+}
+
+
+int
+sr_ipc_detach_decode(const unsigned char *body, size_t len,
+    sr_ipc_detach_t *detach, sr_error_t *err)
+{
+    msgpack_unpacked    result;
+    msgpack_object_kv  *kv;
+    uint32_t            i;
+    int                 rc, seen;
+
+    memset(detach, 0, sizeof(*detach));
+    seen = 0;
+
+    rc = sr_ipc_unpack_map(body, len, &result, "detach", err);
+
+    for (i = 0; rc == SR_OK && i < result.data.via.map.size; i++) {
+        kv = &result.data.via.map.ptr[i];
+
+        if (kv->key.type != MSGPACK_OBJECT_STR) {
+            rc = sr_error_set(err, SR_ERR_PROTOCOL, "map key not a string");
+
+        } else if (sr_ipc_key_is(&kv->key, "window_ms")) {
+            rc = sr_ipc_get_uint(&kv->val, &detach->window_ms, "window_ms",
+                                 err);
+            seen |= 1;
+
+        } else if (sr_ipc_key_is(&kv->key, "buffer_bytes")) {
+            rc = sr_ipc_get_uint(&kv->val, &detach->buffer_bytes,
+                                 "buffer_bytes", err);
+            seen |= 2;
+        }
+    }
+
+    if (rc == SR_OK && seen != 3) {
+        rc = sr_error_set(err, SR_ERR_PROTOCOL,
+                          "detach without window_ms or buffer_bytes");
+    }
+
+    msgpack_unpacked_destroy(&result);
+
+    return rc;
+}
+
+
+/* 1 when the buffer's lengths add up to buffer_size. */
+
+static int
+sr_ipc_state_sum_ok(const sr_ipc_state_t *state)
+{
+    uint64_t  sum;
+    size_t    i;
+
+    sum = 0;
+
+    for (i = 0; i < state->buffer_count; i++) {
+        sum += state->buffer[i].len;
+    }
+
+    return sum == state->buffer_size;
+}
+
+
+static void
+sr_ipc_state_pack_who(msgpack_packer *pk, const sr_ipc_state_t *state)
+{
+    sr_ipc_pack_str(pk, "token");
+    sr_ipc_pack_str(pk, state->token);
+    sr_ipc_pack_str(pk, "hub");
+    sr_ipc_pack_str(pk, state->who.hub);
+    sr_ipc_pack_str(pk, "user");
+    sr_ipc_pack_str(pk, state->who.user);
+    sr_ipc_pack_str(pk, "protocol");
+    sr_ipc_pack_str(pk, state->who.protocol == SR_PROTOCOL_JSON
+                        ? "json" : "messagepack");
+    sr_ipc_pack_str(pk, "transport");
+    sr_ipc_pack_str(pk, state->who.transport);
+}
+
+
+static void
+sr_ipc_state_pack_rest(msgpack_packer *pk, const sr_ipc_state_t *state)
+{
+    size_t  i;
+
+    sr_ipc_pack_str(pk, "received");
+    msgpack_pack_uint64(pk, state->received);
+    sr_ipc_pack_str(pk, "first");
+    msgpack_pack_uint64(pk, state->first);
+    sr_ipc_pack_str(pk, "buffer");
+    msgpack_pack_array(pk, state->buffer_count);
+
+    for (i = 0; i < state->buffer_count; i++) {
+        sr_ipc_pack_bin(pk, state->buffer[i].data, state->buffer[i].len);
+    }
+
+    sr_ipc_pack_str(pk, "buffer_size");
+    msgpack_pack_uint64(pk, state->buffer_size);
+    sr_ipc_pack_str(pk, "window_ms");
+    msgpack_pack_uint64(pk, state->window_ms);
+    sr_ipc_pack_str(pk, "buffer_bytes");
+    msgpack_pack_uint64(pk, state->buffer_bytes);
+    sr_ipc_pack_str(pk, "pending");
+    msgpack_pack_array(pk, state->pending_count);
+
+    for (i = 0; i < state->pending_count; i++) {
+        sr_ipc_pack_str(pk, state->pending[i]);
+    }
+
+    sr_ipc_pack_str(pk, "exp");
+
+    if (state->has_exp) {
+        msgpack_pack_int64(pk, state->exp);
+
+    } else {
+        msgpack_pack_nil(pk);
+    }
+
+    sr_ipc_pack_str(pk, "ext");
+
+    if (state->ext.data != NULL) {
+        sr_ipc_pack_bin(pk, state->ext.data, state->ext.len);
+
+    } else {
+        msgpack_pack_nil(pk);
+    }
+}
+
+
+int
+sr_ipc_state_encode(const sr_ipc_state_t *state, sr_buf_t *out,
+    sr_error_t *err)
+{
+    msgpack_packer  pk;
+    sr_ipc_sink_t   sink;
+    size_t          start, i;
+    int             rc;
+
+    for (i = 0; i < state->pending_count; i++) {
+        if (state->pending[i] == NULL) {
+            return sr_error_set(err, SR_ERR_INVALID,
+                                "state with a null pending id");
+        }
+    }
+
+    if (state->token == NULL || state->who.hub == NULL
+        || (state->who.protocol != SR_PROTOCOL_JSON
+            && state->who.protocol != SR_PROTOCOL_MSGPACK)
+        || (state->who.claims != NULL && !json_is_object(state->who.claims))
+        || !sr_ipc_state_sum_ok(state))
+    {
+        return sr_error_set(err, SR_ERR_INVALID,
+                            "state needs a token, a hub, a protocol, "
+                            "object claims and a buffer_size that is the "
+                            "sum of its buffer");
+    }
+
+    start = out->len;
+    sr_ipc_packer_init(&pk, &sink, out);
+
+    msgpack_pack_map(&pk, 15);
+    sr_ipc_state_pack_who(&pk, state);
+    sr_ipc_pack_str(&pk, "claims");
+
+    if (state->who.claims == NULL) {
+        msgpack_pack_nil(&pk);
+        rc = SR_OK;
+
+    } else {
+        rc = sr_msgpack_pack_json(&pk, state->who.claims, err);
+    }
+
+    if (rc != SR_OK) {
+        out->len = start;
+        return rc;
+    }
+
+    sr_ipc_state_pack_rest(&pk, state);
+
+    return sr_ipc_packer_done(&sink, start, err);
+}
+
+
+static int
+sr_ipc_state_exp(const msgpack_object *o, sr_ipc_state_t *state,
+    sr_error_t *err)
+{
+    if (o->type == MSGPACK_OBJECT_NIL) {
+        state->has_exp = 0;
+        return SR_OK;
+    }
+
+    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
+        state->exp = o->via.i64;
+
+    } else if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER
+               && o->via.u64 <= INT64_MAX)
+    {
+        state->exp = (int64_t) o->via.u64;
+
+    } else {
+        return sr_error_set(err, SR_ERR_PROTOCOL,
+                            "\"exp\" is not an integer or nil");
+    }
+
+    state->has_exp = 1;
+
+    return SR_OK;
+}
+
+
+/* Sets a bit of *seen for each required key. */
+
+static int
+sr_ipc_state_field(const msgpack_object_kv *kv, sr_ipc_state_t *state,
+    unsigned *seen, sr_error_t *err)
+{
+    const msgpack_object  *v;
+
+    v = &kv->val;
+
+    if (kv->key.type != MSGPACK_OBJECT_STR) {
+        return sr_error_set(err, SR_ERR_PROTOCOL, "map key not a string");
+    }
+
+    if (sr_ipc_key_is(&kv->key, "token")) {
+        *seen |= 1;
+        return sr_ipc_get_str(v, 0, &state->token, "token", err);
+    }
+
+    if (sr_ipc_key_is(&kv->key, "received")) {
+        return sr_ipc_get_uint(v, &state->received, "received", err);
+    }
+
+    if (sr_ipc_key_is(&kv->key, "first")) {
+        *seen |= 2;
+        return sr_ipc_get_uint(v, &state->first, "first", err);
+    }
+
+    if (sr_ipc_key_is(&kv->key, "buffer")) {
+        return sr_ipc_get_bin_array(v, &state->buffer, &state->buffer_count,
+                                    "buffer", err);
+    }
+
+    if (sr_ipc_key_is(&kv->key, "buffer_size")) {
+        *seen |= 4;
+        return sr_ipc_get_uint(v, &state->buffer_size, "buffer_size", err);
+    }
+
+    if (sr_ipc_key_is(&kv->key, "window_ms")) {
+        return sr_ipc_get_uint(v, &state->window_ms, "window_ms", err);
+    }
+
+    if (sr_ipc_key_is(&kv->key, "buffer_bytes")) {
+        return sr_ipc_get_uint(v, &state->buffer_bytes, "buffer_bytes", err);
+    }
+
+    if (sr_ipc_key_is(&kv->key, "pending")) {
+        return sr_ipc_get_str_array(v, &state->pending,
+                                    &state->pending_count, "pending", err);
+    }
+
+    if (sr_ipc_key_is(&kv->key, "exp")) {
+        return sr_ipc_state_exp(v, state, err);
+    }
+
+    if (sr_ipc_key_is(&kv->key, "ext")) {
+        if (v->type == MSGPACK_OBJECT_NIL) {
+            state->ext.data = NULL;
+            state->ext.len = 0;
+            return SR_OK;
+        }
+
+        return sr_ipc_get_bin(v, &state->ext, "ext", err);
+    }
+
+    /* hub, user, protocol, transport, claims; unknown keys pass */
+    return sr_ipc_open_field(kv, &state->who, err);
+}
+
+
+int
+sr_ipc_state_decode(const unsigned char *body, size_t len,
+    sr_ipc_state_t *state, sr_error_t *err)
+{
+    msgpack_unpacked  result;
+    uint32_t          i;
+    unsigned          seen;
+    int               rc;
+
+    memset(state, 0, sizeof(*state));
+    state->who.protocol = (sr_protocol_t) SR_PROTOCOL_COUNT;
+    seen = 0;
+
+    rc = sr_ipc_unpack_map(body, len, &result, "park", err);
+
+    for (i = 0; rc == SR_OK && i < result.data.via.map.size; i++) {
+        rc = sr_ipc_state_field(&result.data.via.map.ptr[i], state, &seen,
+                                err);
+    }
+
+    if (rc == SR_OK
+        && (seen != 7 || state->who.hub == NULL
+            || state->who.protocol == (sr_protocol_t) SR_PROTOCOL_COUNT))
+    {
+        rc = sr_error_set(err, SR_ERR_PROTOCOL,
+                          "park without token, hub, protocol, first or "
+                          "buffer_size");
+    }
+
+    if (rc == SR_OK && !sr_ipc_state_sum_ok(state)) {
+        rc = sr_error_set(err, SR_ERR_PROTOCOL,
+                          "park buffer_size is not the sum of its buffer");
+    }
+
+    msgpack_unpacked_destroy(&result);
+
+    if (rc != SR_OK) {
+        sr_ipc_state_clear(state);
+    }
+
+    return rc;
+}
+
+
+void
+sr_ipc_state_clear(sr_ipc_state_t *state)
+{
+    free(state->token);
+    sr_ipc_open_clear(&state->who);
+    free(state->buffer);
+    sr_ipc_free_strs(state->pending, state->pending_count);
+
+    memset(state, 0, sizeof(*state));
+}
+
+
+int
+sr_ipc_resume_encode(const sr_ipc_resume_t *resume, sr_buf_t *out,
+    sr_error_t *err)
+{
+    msgpack_packer  pk;
+    sr_ipc_sink_t   sink;
+    size_t          start;
+
+    if (resume->token == NULL) {
+        return sr_error_set(err, SR_ERR_INVALID, "resume needs a token");
+    }
+
+    start = out->len;
+    sr_ipc_packer_init(&pk, &sink, out);
+
+    msgpack_pack_map(&pk, 2);
+    sr_ipc_pack_str(&pk, "token");
+    sr_ipc_pack_str(&pk, resume->token);
+    sr_ipc_pack_str(&pk, "ref");
+    msgpack_pack_uint64(&pk, resume->ref);
+
+    return sr_ipc_packer_done(&sink, start, err);
+}
+
+
+int
+sr_ipc_resume_decode(const unsigned char *body, size_t len,
+    sr_ipc_resume_t *resume, sr_error_t *err)
+{
+    msgpack_unpacked    result;
+    msgpack_object_kv  *kv;
+    uint32_t            i;
+    int                 rc, seen;
+
+    memset(resume, 0, sizeof(*resume));
+    seen = 0;
+
+    rc = sr_ipc_unpack_map(body, len, &result, "resume", err);
+
+    for (i = 0; rc == SR_OK && i < result.data.via.map.size; i++) {
+        kv = &result.data.via.map.ptr[i];
+
+        if (kv->key.type != MSGPACK_OBJECT_STR) {
+            rc = sr_error_set(err, SR_ERR_PROTOCOL, "map key not a string");
+
+        } else if (sr_ipc_key_is(&kv->key, "token")) {
+            rc = sr_ipc_get_str(&kv->val, 0, &resume->token, "token", err);
+
+        } else if (sr_ipc_key_is(&kv->key, "ref")) {
+            rc = sr_ipc_get_uint(&kv->val, &resume->ref, "ref", err);
+            seen = 1;
+        }
+    }
+
+    if (rc == SR_OK && (resume->token == NULL || !seen)) {
+        rc = sr_error_set(err, SR_ERR_PROTOCOL,
+                          "resume without a token or a ref");
+    }
+
+    msgpack_unpacked_destroy(&result);
+
+    if (rc != SR_OK) {
+        sr_ipc_resume_clear(resume);
+    }
+
+    return rc;
+}
+
+
+void
+sr_ipc_resume_clear(sr_ipc_resume_t *resume)
+{
+    free(resume->token);
+    memset(resume, 0, sizeof(*resume));
+}
+
+
+int
+sr_ipc_adopt_encode(const sr_ipc_adopt_t *adopt, sr_buf_t *out,
+    sr_error_t *err)
+{
+    msgpack_packer  pk;
+    sr_ipc_sink_t   sink;
+    size_t          start, i;
+
+    if (adopt->state.data == NULL || adopt->state.len == 0) {
+        return sr_error_set(err, SR_ERR_INVALID, "adopt needs a state");
+    }
+
+    start = out->len;
+    sr_ipc_packer_init(&pk, &sink, out);
+
+    msgpack_pack_map(&pk, 3);
+    sr_ipc_pack_str(&pk, "ref");
+    msgpack_pack_uint64(&pk, adopt->ref);
+    sr_ipc_pack_str(&pk, "state");
+    sr_ipc_pack_bin(&pk, adopt->state.data, adopt->state.len);
+    sr_ipc_pack_str(&pk, "appended");
+    msgpack_pack_array(&pk, adopt->appended_count);
+
+    for (i = 0; i < adopt->appended_count; i++) {
+        sr_ipc_pack_bin(&pk, adopt->appended[i].data,
+                        adopt->appended[i].len);
+    }
+
+    return sr_ipc_packer_done(&sink, start, err);
+}
+
+
+int
+sr_ipc_adopt_decode(const unsigned char *body, size_t len,
+    sr_ipc_adopt_t *adopt, sr_error_t *err)
+{
+    msgpack_unpacked    result;
+    msgpack_object_kv  *kv;
+    uint32_t            i;
+    int                 rc, seen;
+
+    memset(adopt, 0, sizeof(*adopt));
+    seen = 0;
+
+    rc = sr_ipc_unpack_map(body, len, &result, "adopt", err);
+
+    for (i = 0; rc == SR_OK && i < result.data.via.map.size; i++) {
+        kv = &result.data.via.map.ptr[i];
+
+        if (kv->key.type != MSGPACK_OBJECT_STR) {
+            rc = sr_error_set(err, SR_ERR_PROTOCOL, "map key not a string");
+
+        } else if (sr_ipc_key_is(&kv->key, "ref")) {
+            rc = sr_ipc_get_uint(&kv->val, &adopt->ref, "ref", err);
+            seen |= 1;
+
+        } else if (sr_ipc_key_is(&kv->key, "state")) {
+            rc = sr_ipc_get_bin(&kv->val, &adopt->state, "state", err);
+            seen |= 2;
+
+        } else if (sr_ipc_key_is(&kv->key, "appended")) {
+            rc = sr_ipc_get_bin_array(&kv->val, &adopt->appended,
+                                      &adopt->appended_count, "appended",
+                                      err);
+        }
+    }
+
+    if (rc == SR_OK && seen != 3) {
+        rc = sr_error_set(err, SR_ERR_PROTOCOL,
+                          "adopt without a ref or a state");
+    }
+
+    msgpack_unpacked_destroy(&result);
+
+    if (rc != SR_OK) {
+        sr_ipc_adopt_clear(adopt);
+    }
+
+    return rc;
+}
+
+
+void
+sr_ipc_adopt_clear(sr_ipc_adopt_t *adopt)
+{
+    free(adopt->appended);
+    memset(adopt, 0, sizeof(*adopt));
+}
+
+
+int
+sr_ipc_resume_failed_encode(const sr_ipc_resume_failed_t *failed,
+    sr_buf_t *out, sr_error_t *err)
+{
+    msgpack_packer  pk;
+    sr_ipc_sink_t   sink;
+    size_t          start;
+
+    start = out->len;
+    sr_ipc_packer_init(&pk, &sink, out);
+
+    msgpack_pack_map(&pk, 2);
+    sr_ipc_pack_str(&pk, "ref");
+    msgpack_pack_uint64(&pk, failed->ref);
+    sr_ipc_pack_str(&pk, "reason");
+    sr_ipc_pack_str(&pk, failed->reason);
+
+    return sr_ipc_packer_done(&sink, start, err);
+}
+
+
+int
+sr_ipc_resume_failed_decode(const unsigned char *body, size_t len,
+    sr_ipc_resume_failed_t *failed, sr_error_t *err)
+{
+    msgpack_unpacked    result;
+    msgpack_object_kv  *kv;
+    uint32_t            i;
+    int                 rc, seen;
+
+    memset(failed, 0, sizeof(*failed));
+    seen = 0;
+
+    rc = sr_ipc_unpack_map(body, len, &result, "resume_failed", err);
+
+    for (i = 0; rc == SR_OK && i < result.data.via.map.size; i++) {
+        kv = &result.data.via.map.ptr[i];
+
+        if (kv->key.type != MSGPACK_OBJECT_STR) {
+            rc = sr_error_set(err, SR_ERR_PROTOCOL, "map key not a string");
+
+        } else if (sr_ipc_key_is(&kv->key, "ref")) {
+            rc = sr_ipc_get_uint(&kv->val, &failed->ref, "ref", err);
+            seen = 1;
+
+        } else if (sr_ipc_key_is(&kv->key, "reason")) {
+            rc = sr_ipc_get_str(&kv->val, 1, &failed->reason, "reason",
+                                err);
+        }
+    }
+
+    if (rc == SR_OK && !seen) {
+        rc = sr_error_set(err, SR_ERR_PROTOCOL, "resume_failed without a ref");
+    }
+
+    msgpack_unpacked_destroy(&result);
+
+    if (rc != SR_OK) {
+        sr_ipc_resume_failed_clear(failed);
+    }
+
+    return rc;
+}
+
+
+void
+sr_ipc_resume_failed_clear(sr_ipc_resume_failed_t *failed)
+{
+    free(failed->reason);
+    memset(failed, 0, sizeof(*failed));
 }

@@ -37,7 +37,7 @@ test_every_frame_type_round_trips(void **state)
     sr_buf_t        buf;
     int             type;
 
-    for (type = SR_IPC_HELLO; type <= SR_IPC_FORWARDED; type++) {
+    for (type = SR_IPC_HELLO; type <= SR_IPC_SUSPEND; type++) {
         sr_buf_init(&buf);
 
         assert_int_equal(sr_ipc_write(&buf, (sr_ipc_type_t) type,
@@ -643,6 +643,429 @@ test_relay_refuses_short_bodies_and_misuse(void **state)
 }
 
 
+static void
+test_open_with_a_token_still_decodes(void **state)
+{
+    sr_ipc_open_t  open, back;
+    sr_error_t     err;
+    sr_buf_t       buf;
+
+    memset(&open, 0, sizeof(open));
+    open.hub = "ChatStreamHub";
+    open.protocol = SR_PROTOCOL_JSON;
+
+    sr_buf_init(&buf);
+    assert_int_equal(sr_ipc_open_encode_token(&open, "tok-9", &buf, &err),
+                     SR_OK);
+
+    /* a sixth key, and the token in it, as the daemon reads it */
+    assert_int_equal(buf.data[0], 0x86);
+    assert_memory_equal(buf.data + 1, "\xa5token\xa5tok-9", 12);
+
+    assert_int_equal(sr_ipc_open_decode(buf.data, buf.len, &back, &err),
+                     SR_OK);
+    assert_string_equal(back.hub, "ChatStreamHub");
+    sr_ipc_open_clear(&back);
+    sr_buf_free(&buf);
+}
+
+
+static void
+test_detach_round_trip_and_both_bounds_required(void **state)
+{
+    sr_ipc_detach_t  detach, back;
+    msgpack_sbuffer  sb;
+    msgpack_packer   pk;
+    sr_error_t       err;
+    sr_buf_t         buf;
+
+    detach.window_ms = 30000;
+    detach.buffer_bytes = 100000;
+
+    sr_buf_init(&buf);
+    assert_int_equal(sr_ipc_detach_encode(&detach, &buf, &err), SR_OK);
+    assert_int_equal(sr_ipc_detach_decode(buf.data, buf.len, &back, &err),
+                     SR_OK);
+    assert_int_equal(back.window_ms, 30000);
+    assert_int_equal(back.buffer_bytes, 100000);
+    sr_buf_free(&buf);
+
+    packer_start(&sb, &pk, 1);
+    pack_key(&pk, "window_ms");
+    msgpack_pack_uint64(&pk, 5);
+    assert_int_equal(sr_ipc_detach_decode((unsigned char *) sb.data,
+                                          sb.size, &back, &err),
+                     SR_ERR_PROTOCOL);
+    msgpack_sbuffer_destroy(&sb);
+
+    packer_start(&sb, &pk, 2);
+    pack_key(&pk, "window_ms");
+    msgpack_pack_int(&pk, -1);
+    pack_key(&pk, "buffer_bytes");
+    msgpack_pack_uint64(&pk, 5);
+    assert_int_equal(sr_ipc_detach_decode((unsigned char *) sb.data,
+                                          sb.size, &back, &err),
+                     SR_ERR_PROTOCOL);
+    assert_non_null(strstr(err.str, "window_ms"));
+    msgpack_sbuffer_destroy(&sb);
+}
+
+
+/* A state with two buffered messages, one pending id and claims. */
+static void
+make_state(sr_ipc_state_t *st, sr_ipc_bytes_t *msgs, char **pending)
+{
+    memset(st, 0, sizeof(*st));
+
+    msgs[0].data = (const unsigned char *) "\x93\x01\x02\x03";
+    msgs[0].len = 4;
+    msgs[1].data = (const unsigned char *) "\x91\xc0";
+    msgs[1].len = 2;
+    pending[0] = "inv-7";
+
+    st->token = "secret-token";
+    st->who.hub = "ChatStreamHub";
+    st->who.user = "alice";
+    st->who.protocol = SR_PROTOCOL_MSGPACK;
+    st->who.transport = "WebSockets";
+    st->who.claims = json_pack("{s:s}", "sub", "alice");
+    st->received = 9;
+    st->first = 41;
+    st->buffer = msgs;
+    st->buffer_count = 2;
+    st->buffer_size = 6;
+    st->window_ms = 30000;
+    st->buffer_bytes = 100000;
+    st->pending = pending;
+    st->pending_count = 1;
+    st->has_exp = 1;
+    st->exp = 1900000000;
+    st->ext.data = (const unsigned char *) "x";
+    st->ext.len = 1;
+}
+
+
+static void
+test_state_round_trip_keeps_every_field(void **state)
+{
+    sr_ipc_state_t   st, back;
+    sr_ipc_bytes_t   msgs[2];
+    char            *pending[1];
+    sr_error_t       err;
+    sr_buf_t         buf;
+
+    make_state(&st, msgs, pending);
+
+    sr_buf_init(&buf);
+    assert_int_equal(sr_ipc_state_encode(&st, &buf, &err), SR_OK);
+    assert_int_equal(sr_ipc_state_decode(buf.data, buf.len, &back, &err),
+                     SR_OK);
+
+    assert_string_equal(back.token, "secret-token");
+    assert_string_equal(back.who.hub, "ChatStreamHub");
+    assert_string_equal(back.who.user, "alice");
+    assert_string_equal(back.who.transport, "WebSockets");
+    assert_int_equal(back.who.protocol, SR_PROTOCOL_MSGPACK);
+    assert_true(json_equal(back.who.claims, st.who.claims));
+    assert_int_equal(back.received, 9);
+    assert_int_equal(back.first, 41);
+    assert_int_equal(back.buffer_count, 2);
+    assert_int_equal(back.buffer[0].len, 4);
+    assert_memory_equal(back.buffer[0].data, msgs[0].data, 4);
+    assert_int_equal(back.buffer[1].len, 2);
+    assert_memory_equal(back.buffer[1].data, msgs[1].data, 2);
+
+    /* the buffer is read in place, not copied */
+    assert_true(back.buffer[0].data > buf.data
+                && back.buffer[0].data < buf.data + buf.len);
+
+    assert_int_equal(back.buffer_size, 6);
+    assert_int_equal(back.window_ms, 30000);
+    assert_int_equal(back.buffer_bytes, 100000);
+    assert_int_equal(back.pending_count, 1);
+    assert_string_equal(back.pending[0], "inv-7");
+    assert_true(back.has_exp);
+    assert_int_equal(back.exp, 1900000000);
+    assert_int_equal(back.ext.len, 1);
+    assert_memory_equal(back.ext.data, "x", 1);
+
+    sr_ipc_state_clear(&back);
+    assert_null(back.token);
+    json_decref(st.who.claims);
+    sr_buf_free(&buf);
+}
+
+
+static void
+test_state_empty_buffer_and_no_expiry(void **state)
+{
+    sr_ipc_state_t  st, back;
+    sr_error_t      err;
+    sr_buf_t        buf;
+
+    memset(&st, 0, sizeof(st));
+    st.token = "t";
+    st.who.hub = "h";
+    st.who.protocol = SR_PROTOCOL_JSON;
+    st.first = 1;
+
+    sr_buf_init(&buf);
+    assert_int_equal(sr_ipc_state_encode(&st, &buf, &err), SR_OK);
+    assert_int_equal(sr_ipc_state_decode(buf.data, buf.len, &back, &err),
+                     SR_OK);
+    assert_int_equal(back.buffer_count, 0);
+    assert_null(back.buffer);
+    assert_int_equal(back.pending_count, 0);
+    assert_false(back.has_exp);
+    assert_null(back.ext.data);
+    assert_null(back.who.user);
+    assert_null(back.who.claims);
+    sr_ipc_state_clear(&back);
+    sr_buf_free(&buf);
+}
+
+
+static void
+test_state_encoder_refuses_an_inconsistent_state(void **state)
+{
+    sr_ipc_state_t   st;
+    sr_ipc_bytes_t   msgs[2];
+    char            *pending[1];
+    sr_error_t       err;
+    sr_buf_t         buf;
+
+    sr_buf_init(&buf);
+
+    make_state(&st, msgs, pending);
+    st.buffer_size = 7;
+    assert_int_equal(sr_ipc_state_encode(&st, &buf, &err), SR_ERR_INVALID);
+
+    st.buffer_size = 6;
+    st.token = NULL;
+    assert_int_equal(sr_ipc_state_encode(&st, &buf, &err), SR_ERR_INVALID);
+
+    st.token = "t";
+    pending[0] = NULL;
+    assert_int_equal(sr_ipc_state_encode(&st, &buf, &err), SR_ERR_INVALID);
+
+    assert_int_equal(buf.len, 0);
+    json_decref(st.who.claims);
+    sr_buf_free(&buf);
+}
+
+
+/* The minimum keys a state needs, then one more pair from the caller. */
+static void
+pack_state_start(msgpack_sbuffer *sb, msgpack_packer *pk, size_t extra)
+{
+    packer_start(sb, pk, 5 + extra);
+    pack_key(pk, "token");
+    msgpack_pack_str_with_body(pk, "t", 1);
+    pack_key(pk, "hub");
+    msgpack_pack_str_with_body(pk, "h", 1);
+    pack_key(pk, "protocol");
+    msgpack_pack_str_with_body(pk, "json", 4);
+    pack_key(pk, "first");
+    msgpack_pack_uint64(pk, 1);
+    pack_key(pk, "buffer_size");
+    msgpack_pack_uint64(pk, 0);
+}
+
+
+static int
+decode_state(msgpack_sbuffer *sb, sr_error_t *err)
+{
+    sr_ipc_state_t  st;
+    int             rc;
+
+    rc = sr_ipc_state_decode((unsigned char *) sb->data, sb->size, &st, err);
+
+    if (rc == SR_OK) {
+        sr_ipc_state_clear(&st);
+
+    } else {
+        assert_null(st.token);
+        assert_null(st.buffer);
+        assert_null(st.pending);
+    }
+
+    msgpack_sbuffer_destroy(sb);
+
+    return rc;
+}
+
+
+static void
+test_state_decoder_refuses_malformed_bodies(void **state)
+{
+    msgpack_sbuffer  sb;
+    msgpack_packer   pk;
+    sr_error_t       err;
+
+    pack_state_start(&sb, &pk, 1);
+    pack_key(&pk, "future_key");
+    msgpack_pack_true(&pk);
+    assert_int_equal(decode_state(&sb, &err), SR_OK);
+
+    packer_start(&sb, &pk, 2);              /* no token, no first */
+    pack_key(&pk, "hub");
+    msgpack_pack_str_with_body(&pk, "h", 1);
+    pack_key(&pk, "protocol");
+    msgpack_pack_str_with_body(&pk, "json", 4);
+    assert_int_equal(decode_state(&sb, &err), SR_ERR_PROTOCOL);
+
+    pack_state_start(&sb, &pk, 1);          /* a str where bin goes */
+    pack_key(&pk, "buffer");
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_str_with_body(&pk, "ab", 2);
+    assert_int_equal(decode_state(&sb, &err), SR_ERR_PROTOCOL);
+    assert_non_null(strstr(err.str, "buffer"));
+
+    pack_state_start(&sb, &pk, 1);          /* lengths not the size */
+    pack_key(&pk, "buffer");
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_bin(&pk, 2);
+    msgpack_pack_bin_body(&pk, "ab", 2);
+    assert_int_equal(decode_state(&sb, &err), SR_ERR_PROTOCOL);
+    assert_non_null(strstr(err.str, "buffer_size"));
+
+    pack_state_start(&sb, &pk, 1);
+    pack_key(&pk, "pending");
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_str_with_body(&pk, "ok", 2);
+    msgpack_pack_int(&pk, 3);
+    assert_int_equal(decode_state(&sb, &err), SR_ERR_PROTOCOL);
+
+    pack_state_start(&sb, &pk, 1);
+    pack_key(&pk, "exp");
+    msgpack_pack_str_with_body(&pk, "soon", 4);
+    assert_int_equal(decode_state(&sb, &err), SR_ERR_PROTOCOL);
+
+    pack_state_start(&sb, &pk, 1);
+    pack_key(&pk, "received");
+    msgpack_pack_int(&pk, -2);
+    assert_int_equal(decode_state(&sb, &err), SR_ERR_PROTOCOL);
+}
+
+
+static void
+test_resume_and_resume_failed_round_trip(void **state)
+{
+    sr_ipc_resume_failed_t  failed, failed_back;
+    sr_ipc_resume_t         resume, back;
+    msgpack_sbuffer         sb;
+    msgpack_packer          pk;
+    sr_error_t              err;
+    sr_buf_t                buf;
+
+    resume.token = "tok";
+    resume.ref = 77;
+
+    sr_buf_init(&buf);
+    assert_int_equal(sr_ipc_resume_encode(&resume, &buf, &err), SR_OK);
+    assert_int_equal(sr_ipc_resume_decode(buf.data, buf.len, &back, &err),
+                     SR_OK);
+    assert_string_equal(back.token, "tok");
+    assert_int_equal(back.ref, 77);
+    sr_ipc_resume_clear(&back);
+
+    resume.token = NULL;
+    assert_int_equal(sr_ipc_resume_encode(&resume, &buf, &err),
+                     SR_ERR_INVALID);
+
+    sr_buf_reset(&buf);
+    failed.ref = 78;
+    failed.reason = "no such connection";
+    assert_int_equal(sr_ipc_resume_failed_encode(&failed, &buf, &err),
+                     SR_OK);
+    assert_int_equal(sr_ipc_resume_failed_decode(buf.data, buf.len,
+                                                 &failed_back, &err),
+                     SR_OK);
+    assert_int_equal(failed_back.ref, 78);
+    assert_string_equal(failed_back.reason, "no such connection");
+    sr_ipc_resume_failed_clear(&failed_back);
+    sr_buf_free(&buf);
+
+    packer_start(&sb, &pk, 1);              /* a resume without a ref */
+    pack_key(&pk, "token");
+    msgpack_pack_str_with_body(&pk, "tok", 3);
+    assert_int_equal(sr_ipc_resume_decode((unsigned char *) sb.data,
+                                          sb.size, &back, &err),
+                     SR_ERR_PROTOCOL);
+    assert_null(back.token);
+    msgpack_sbuffer_destroy(&sb);
+
+    packer_start(&sb, &pk, 1);
+    pack_key(&pk, "reason");
+    msgpack_pack_str_with_body(&pk, "x", 1);
+    assert_int_equal(sr_ipc_resume_failed_decode((unsigned char *) sb.data,
+                                                 sb.size, &failed_back,
+                                                 &err),
+                     SR_ERR_PROTOCOL);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+
+static void
+test_adopt_carries_the_state_and_appended_verbatim(void **state)
+{
+    sr_ipc_adopt_t   adopt, back;
+    sr_ipc_bytes_t   appended[2];
+    msgpack_sbuffer  sb;
+    msgpack_packer   pk;
+    sr_error_t       err;
+    sr_buf_t         buf;
+
+    appended[0].data = (const unsigned char *) "\x95\x01";
+    appended[0].len = 2;
+    appended[1].data = (const unsigned char *) "\x94\x02\x03";
+    appended[1].len = 3;
+
+    adopt.ref = 5;
+    adopt.state.data = (const unsigned char *) "\x81\xa1k\x01";
+    adopt.state.len = 4;
+    adopt.appended = appended;
+    adopt.appended_count = 2;
+
+    sr_buf_init(&buf);
+    assert_int_equal(sr_ipc_adopt_encode(&adopt, &buf, &err), SR_OK);
+    assert_int_equal(sr_ipc_adopt_decode(buf.data, buf.len, &back, &err),
+                     SR_OK);
+    assert_int_equal(back.ref, 5);
+    assert_int_equal(back.state.len, 4);
+    assert_memory_equal(back.state.data, adopt.state.data, 4);
+    assert_int_equal(back.appended_count, 2);
+    assert_int_equal(back.appended[1].len, 3);
+    assert_memory_equal(back.appended[1].data, "\x94\x02\x03", 3);
+    sr_ipc_adopt_clear(&back);
+    assert_null(back.appended);
+
+    adopt.state.len = 0;
+    sr_buf_reset(&buf);
+    assert_int_equal(sr_ipc_adopt_encode(&adopt, &buf, &err),
+                     SR_ERR_INVALID);
+    sr_buf_free(&buf);
+
+    packer_start(&sb, &pk, 2);              /* appended items not bin */
+    pack_key(&pk, "ref");
+    msgpack_pack_uint64(&pk, 1);
+    pack_key(&pk, "appended");
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_int(&pk, 1);
+    assert_int_equal(sr_ipc_adopt_decode((unsigned char *) sb.data, sb.size,
+                                         &back, &err), SR_ERR_PROTOCOL);
+    assert_null(back.appended);
+    msgpack_sbuffer_destroy(&sb);
+
+    packer_start(&sb, &pk, 1);              /* no state */
+    pack_key(&pk, "ref");
+    msgpack_pack_uint64(&pk, 1);
+    assert_int_equal(sr_ipc_adopt_decode((unsigned char *) sb.data, sb.size,
+                                         &back, &err), SR_ERR_PROTOCOL);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+
 int
 main(void)
 {
@@ -663,6 +1086,14 @@ main(void)
         cmocka_unit_test(test_multicast_lying_lists_are_refused),
         cmocka_unit_test(test_relay_round_trip_keeps_every_field),
         cmocka_unit_test(test_relay_refuses_short_bodies_and_misuse),
+        cmocka_unit_test(test_open_with_a_token_still_decodes),
+        cmocka_unit_test(test_detach_round_trip_and_both_bounds_required),
+        cmocka_unit_test(test_state_round_trip_keeps_every_field),
+        cmocka_unit_test(test_state_empty_buffer_and_no_expiry),
+        cmocka_unit_test(test_state_encoder_refuses_an_inconsistent_state),
+        cmocka_unit_test(test_state_decoder_refuses_malformed_bodies),
+        cmocka_unit_test(test_resume_and_resume_failed_round_trip),
+        cmocka_unit_test(test_adopt_carries_the_state_and_appended_verbatim),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

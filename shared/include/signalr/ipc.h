@@ -48,7 +48,14 @@ typedef enum {
     SR_IPC_PING = 8,        /* both ways, link liveness */
     SR_IPC_PONG = 9,
     SR_IPC_FORWARD = 10,    /* worker to worker through the daemon */
-    SR_IPC_FORWARDED = 11   /* the answer to a FORWARD, the same way */
+    SR_IPC_FORWARDED = 11,  /* the answer to a FORWARD, the same way */
+    SR_IPC_DETACH = 12,     /* worker: hold this connection's messages */
+    SR_IPC_RELEASE = 13,    /* daemon: nothing more follows DETACH */
+    SR_IPC_PARK = 14,       /* worker: the state of a parked connection */
+    SR_IPC_RESUME = 15,     /* worker, link: a client came back */
+    SR_IPC_ADOPT = 16,      /* daemon: the answer, the connection's state */
+    SR_IPC_RESUME_FAILED = 17, /* daemon, link: nothing to resume */
+    SR_IPC_SUSPEND = 18     /* daemon: the client came back elsewhere */
 } sr_ipc_type_t;
 
 /* A parsed frame; conn_id and body point into the input buffer. */
@@ -117,6 +124,16 @@ void sr_ipc_hello_clear(sr_ipc_hello_t *hello);
 
 int sr_ipc_open_encode(const sr_ipc_open_t *open, sr_buf_t *out,
     sr_error_t *err);
+
+/*
+ * As sr_ipc_open_encode(), plus a "token" key when token is not NULL:
+ * the connection token of a stateful connection, so that the daemon
+ * finds it when its client comes back elsewhere (docs/ipc.md,
+ * "Parking"). sr_ipc_open_decode() ignores the key.
+ */
+int sr_ipc_open_encode_token(const sr_ipc_open_t *open, const char *token,
+    sr_buf_t *out, sr_error_t *err);
+
 int sr_ipc_open_decode(const unsigned char *body, size_t len,
     sr_ipc_open_t *open, sr_error_t *err);
 void sr_ipc_open_clear(sr_ipc_open_t *open);
@@ -198,6 +215,125 @@ int sr_ipc_relay_write(sr_buf_t *out, sr_ipc_type_t type,
     sr_error_t *err);
 int sr_ipc_relay_parse(const unsigned char *body, size_t len,
     sr_ipc_relay_t *relay, sr_error_t *err);
+
+/*
+ * Stateful reconnect (docs/ipc.md, "Parking"; docs/reconnect.md).
+ *
+ * Bytes inside a decoded body: data points into the body passed to the
+ * decoder, which must outlive the decoded struct.
+ */
+typedef struct {
+    const unsigned char  *data;
+    size_t                len;
+} sr_ipc_bytes_t;
+
+/*
+ * DETACH body: a MessagePack map {"window_ms", "buffer_bytes"}, both
+ * unsigned, both required. SUSPEND carries the same map (its values
+ * are ignored; encode zeros). RELEASE has an empty body.
+ */
+typedef struct {
+    uint64_t  window_ms;
+    uint64_t  buffer_bytes;
+} sr_ipc_detach_t;
+
+int sr_ipc_detach_encode(const sr_ipc_detach_t *detach, sr_buf_t *out,
+    sr_error_t *err);
+int sr_ipc_detach_decode(const unsigned char *body, size_t len,
+    sr_ipc_detach_t *detach, sr_error_t *err);
+
+/*
+ * PARK body, the state of a parked connection: a MessagePack map
+ *
+ *   "token"         str     the negotiate connection token (a secret)
+ *   "hub", "user", "protocol", "transport", "claims"   as in OPEN
+ *   "received"      uint    trackable client messages received
+ *   "first"         uint    sequence id of buffer[0] (sent + 1 if empty)
+ *   "buffer"        [bin]   unacked trackable messages, IPC form,
+ *                           oldest first
+ *   "buffer_size"   uint    sum of the buffer's lengths
+ *   "window_ms", "buffer_bytes"   uint, as in DETACH
+ *   "pending"       [str]   invocation ids awaiting a Completion
+ *   "exp"           int or nil   the token's expiry, unix seconds
+ *   "ext"           bin or nil   worker-private, carried verbatim
+ *
+ * Unknown keys are ignored. The decoder requires token, hub, protocol,
+ * first and buffer_size, refuses a buffer whose lengths do not add up
+ * to buffer_size, and fills buffer[] and ext with pointers into body;
+ * the strings, claims, and the buffer and pending arrays are owned and
+ * freed by sr_ipc_state_clear(). The encoder reads only; it refuses
+ * (SR_ERR_INVALID) a state without token, hub or protocol and, as the
+ * decoder would, one whose buffer_size is not the sum.
+ */
+typedef struct {
+    char            *token;         /* owned */
+    sr_ipc_open_t    who;           /* owned fields, as in OPEN */
+    uint64_t         received;
+    uint64_t         first;
+    sr_ipc_bytes_t  *buffer;        /* owned array */
+    size_t           buffer_count;
+    uint64_t         buffer_size;
+    uint64_t         window_ms;
+    uint64_t         buffer_bytes;
+    char           **pending;       /* owned array of owned strings */
+    size_t           pending_count;
+    int              has_exp;
+    int64_t          exp;
+    sr_ipc_bytes_t   ext;           /* len 0 and data NULL when absent */
+} sr_ipc_state_t;
+
+int sr_ipc_state_encode(const sr_ipc_state_t *state, sr_buf_t *out,
+    sr_error_t *err);
+int sr_ipc_state_decode(const unsigned char *body, size_t len,
+    sr_ipc_state_t *state, sr_error_t *err);
+void sr_ipc_state_clear(sr_ipc_state_t *state);
+
+/*
+ * RESUME body (a link frame): a MessagePack map {"token": str,
+ * "ref": uint}; ref is the worker's, copied into the answer.
+ */
+typedef struct {
+    char      *token;               /* owned */
+    uint64_t   ref;
+} sr_ipc_resume_t;
+
+int sr_ipc_resume_encode(const sr_ipc_resume_t *resume, sr_buf_t *out,
+    sr_error_t *err);
+int sr_ipc_resume_decode(const unsigned char *body, size_t len,
+    sr_ipc_resume_t *resume, sr_error_t *err);
+void sr_ipc_resume_clear(sr_ipc_resume_t *resume);
+
+/*
+ * ADOPT body (the frame's connection id is the connection's): a
+ * MessagePack map {"ref": uint, "state": bin (a PARK body, verbatim),
+ * "appended": [bin, ...] (hub messages, IPC form, kept while parked,
+ * oldest first)}. The decoder points state and appended[] into body;
+ * the appended array itself is owned, freed by sr_ipc_adopt_clear().
+ */
+typedef struct {
+    uint64_t         ref;
+    sr_ipc_bytes_t   state;
+    sr_ipc_bytes_t  *appended;      /* owned array */
+    size_t           appended_count;
+} sr_ipc_adopt_t;
+
+int sr_ipc_adopt_encode(const sr_ipc_adopt_t *adopt, sr_buf_t *out,
+    sr_error_t *err);
+int sr_ipc_adopt_decode(const unsigned char *body, size_t len,
+    sr_ipc_adopt_t *adopt, sr_error_t *err);
+void sr_ipc_adopt_clear(sr_ipc_adopt_t *adopt);
+
+/* RESUME_FAILED body (a link frame): {"ref": uint, "reason": str}. */
+typedef struct {
+    uint64_t   ref;
+    char      *reason;              /* owned, or NULL */
+} sr_ipc_resume_failed_t;
+
+int sr_ipc_resume_failed_encode(const sr_ipc_resume_failed_t *failed,
+    sr_buf_t *out, sr_error_t *err);
+int sr_ipc_resume_failed_decode(const unsigned char *body, size_t len,
+    sr_ipc_resume_failed_t *failed, sr_error_t *err);
+void sr_ipc_resume_failed_clear(sr_ipc_resume_failed_t *failed);
 
 #ifdef __cplusplus
 }
