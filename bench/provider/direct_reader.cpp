@@ -41,10 +41,12 @@
 #include <vector>
 
 #include "histogram.h"
+#include "report.h"
 
 namespace {
 
 using bench::Histogram;
+using bench::counters_json;
 
 struct Settings {
     sockaddr_in  addr {};
@@ -362,18 +364,6 @@ Reader::finish(Stream &st)
         counters_["replies_differing"]++;
     }
     running_--;
-}
-
-
-json_t *
-counters_json(const std::map<std::string, uint64_t> &m)
-{
-    json_t  *out = json_object();
-
-    for (const auto &[k, v] : m) {
-        json_object_set_new(out, k.c_str(), json_integer(json_int_t(v)));
-    }
-    return out;
 }
 
 

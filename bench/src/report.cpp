@@ -68,19 +68,6 @@ latencies(const Results &run, const Results &setup)
 
 
 json_t *
-counters_json(const std::map<std::string, uint64_t> &m)
-{
-    json_t  *out = json_object();
-
-    for (const auto &[k, v] : m) {
-        json_object_set_new(out, k.c_str(), json_integer(json_int_t(v)));
-    }
-
-    return out;
-}
-
-
-json_t *
 config_json(const Options &o)
 {
     json_t  *sources = json_array();
@@ -194,6 +181,19 @@ processes_json(const ProcReport &p, uint64_t connections)
 }
 
 }  // namespace
+
+
+json_t *
+counters_json(const std::map<std::string, uint64_t> &m)
+{
+    json_t  *out = json_object();
+
+    for (const auto &[k, v] : m) {
+        json_object_set_new(out, k.c_str(), json_integer(json_int_t(v)));
+    }
+
+    return out;
+}
 
 
 json_t *

@@ -4,7 +4,10 @@
 #ifndef SIGNALR_BENCH_REPORT_H
 #define SIGNALR_BENCH_REPORT_H
 
+#include <cstdint>
 #include <cstdio>
+#include <map>
+#include <string>
 #include <vector>
 
 #include <jansson.h>
@@ -28,6 +31,9 @@ json_t *build_report(const Options &opts, const Results &setup,
                      const Results &run, const ProcReport *procs);
 
 void print_table(FILE *out, const json_t *report);
+
+// A JSON object of named counts.
+json_t *counters_json(const std::map<std::string, uint64_t> &counts);
 
 }  // namespace bench
 
