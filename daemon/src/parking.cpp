@@ -222,9 +222,18 @@ bool ParkingLot::over_bound(const std::string &connection_id, Entry &entry)
 
 void ParkingLot::end(const std::string &connection_id)
 {
+    if (!take(connection_id)) {
+        return;
+    }
+    // the hub hears that the connection went; forget() finds nothing left to do
+    registry_.closed(*this, connection_id);
+}
+
+std::optional<ParkingLot::Entry> ParkingLot::take(const std::string &connection_id)
+{
     auto it = entries_.find(connection_id);
     if (it == entries_.end()) {
-        return;
+        return std::nullopt;
     }
     Entry entry = std::move(it->second);
     entries_.erase(it);
@@ -235,8 +244,7 @@ void ParkingLot::end(const std::string &connection_id)
     if (on_left_ && !entry.token_hash.empty()) {
         on_left_(entry.token_hash);
     }
-    // the hub hears that the connection went; forget() finds nothing left to do
-    registry_.closed(*this, connection_id);
+    return entry;
 }
 
 bool ParkingLot::adopt(const std::string &connection_id, ResumeRequest &request)
@@ -420,19 +428,11 @@ void ParkingLot::send_close(const std::string &, const char *, bool)
 
 void ParkingLot::forget(const std::string &connection_id)
 {
-    auto it = entries_.find(connection_id);
-    if (it == entries_.end()) {
+    if (entries_.count(connection_id) == 0) {
         return;
     }
     log_info("connection %s: closed by its hub while parked", connection_id.c_str());
-    Entry entry = std::move(it->second);
-    entries_.erase(it);
-    for (ResumeRequest &request : entry.waiting) {
-        request.fail(no_such_connection);
-    }
-    if (on_left_ && !entry.token_hash.empty()) {
-        on_left_(entry.token_hash);
-    }
+    take(connection_id);
 }
 
 ResumeRequest ParkingLot::link_request(WorkerLink &link, const std::string &hash, uint64_t ref)

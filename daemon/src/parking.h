@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -175,6 +176,8 @@ private:
     bool adopt(const std::string &connection_id, ResumeRequest &request);
     bool adopt_waiting(const std::string &connection_id, Entry &entry);
     void end(const std::string &connection_id);
+    // Takes the connection's entry out: its waiting resumes fail, its token is unindexed.
+    std::optional<Entry> take(const std::string &connection_id);
     void resume_local(ResumeRequest request, bool ask_elsewhere);
     void hold_unclaimed(ResumeRequest request);
     void unclaimed_passed(uint64_t serial);
