@@ -326,6 +326,7 @@ ngx_int_t ngx_http_signalr_session_identity(ngx_http_signalr_session_t *s,
 void ngx_http_signalr_take_over(ngx_http_request_t *r, const char *action,
     ngx_event_handler_pt read_handler, ngx_event_handler_pt write_handler);
 ngx_http_signalr_session_t *ngx_http_signalr_event_session(ngx_event_t *ev);
+void ngx_http_signalr_wake_loop(void);
 ngx_int_t ngx_http_signalr_feed(ngx_http_signalr_session_t *s,
     const u_char *data, size_t len);
 ngx_int_t ngx_http_signalr_send_empty(ngx_http_request_t *r,

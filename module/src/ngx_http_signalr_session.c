@@ -812,6 +812,9 @@ ngx_http_signalr_session_shutdown(ngx_http_signalr_session_t *s)
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, s->log, 0,
                    "signalr connection \"%s\": shutting down", s->id);
 
+    /* what is queued below must not wait for the worker's next timer */
+    ngx_http_signalr_wake_loop();
+
     /* no Close: the client reconnects, and its state moves with it */
     if (ngx_http_signalr_reconnect_parkable(s)) {
         s->transport->close(s, SR_WS_CLOSE_GOING_AWAY, NULL);

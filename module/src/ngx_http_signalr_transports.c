@@ -26,6 +26,10 @@ static ngx_int_t ngx_http_signalr_http_body(ngx_http_request_t *r,
     u_char **data, size_t *len);
 static ngx_http_signalr_session_t *ngx_http_signalr_http_session(
     ngx_http_signalr_ctx_t *ctx);
+static void ngx_http_signalr_wake_handler(ngx_event_t *ev);
+
+
+static ngx_event_t  ngx_http_signalr_wake_event;
 
 
 ngx_int_t
@@ -565,6 +569,41 @@ ngx_http_signalr_event_session(ngx_event_t *ev)
     ctx = ngx_http_get_module_ctx(r, ngx_http_signalr_module);
 
     return ctx->session;
+}
+
+
+/*
+ * A graceful shutdown calls the read handlers of idle connections from
+ * ngx_close_idle_connections(), outside event processing. nginx 1.22
+ * runs what they post (the write that carries the Close and the close
+ * frame) only once epoll_wait() returns, and with nothing else to wake
+ * the worker that is when the close timer ends the connection, 5 s on,
+ * with nothing sent. An event on ngx_posted_next_events makes the next
+ * epoll_wait() return at once.
+ */
+
+void
+ngx_http_signalr_wake_loop(void)
+{
+    ngx_event_t  *ev;
+
+    ev = &ngx_http_signalr_wake_event;
+
+    if (ev->posted) {
+        return;
+    }
+
+    ev->handler = ngx_http_signalr_wake_handler;
+    ev->log = ngx_cycle->log;
+
+    ngx_post_event(ev, &ngx_posted_next_events);
+}
+
+
+static void
+ngx_http_signalr_wake_handler(ngx_event_t *ev)
+{
+    /* nothing to do: the loop is awake, the posted writes run next */
 }
 
 
