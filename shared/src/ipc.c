@@ -1,8 +1,27 @@
 /*
  * The worker-daemon frame format (docs/ipc.md) and its MessagePack
  * bodies. Parsing never copies: frames point into the caller's buffer.
+ *
+ * Design note: every map body is described by a static field table
+ * rather than by its own decode loop and encoder. A row names the key,
+ * the kind of value (what the wire may carry and which C type holds
+ * it), the offset of that member in the body's struct, for arrays and
+ * "or nil" integers the offset of the count or of the has-flag, and
+ * whether the key is required. One decoder walks the map: a key that
+ * is not a string is refused, an unknown key is skipped (newer peers
+ * may add keys), a known key whose value has the wrong kind is refused
+ * with the body and the key named, and a repeated key replaces the
+ * earlier value, freeing it. Afterwards the first required key not
+ * seen is named. One encoder packs the rows in table order, so the
+ * table order is the wire order. What a table cannot say stays beside
+ * the body's functions: the checks an encoder makes on its input and
+ * PARK's buffer_size sum.
+ *
+ * msgpack-c has no schema layer for C, so the table is ours; its
+ * object tree (after sr_msgpack_scan() has bounded it) does the parsing.
  */
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,6 +44,163 @@ typedef struct {
 } sr_ipc_sink_t;
 
 
+/* The kinds of value a body key may hold, and the C member for each. */
+
+typedef enum {
+    SR_IPC_U32,             /* uint32_t */
+    SR_IPC_U64,             /* uint64_t */
+    SR_IPC_INT,             /* int64_t */
+    SR_IPC_INT_OR_NIL,      /* int64_t, aux: int set to 1 unless nil */
+    SR_IPC_BOOL,            /* int */
+    SR_IPC_STR,             /* char *, owned */
+    SR_IPC_STR_OR_NIL,      /* char *, owned, NULL for nil */
+    SR_IPC_PROTOCOL,        /* sr_protocol_t, by its handshake name */
+    SR_IPC_JSON_MAP,        /* json_t *, owned object, NULL for nil */
+    SR_IPC_BIN,             /* sr_ipc_bytes_t into the body */
+    SR_IPC_BIN_OR_NIL,      /* sr_ipc_bytes_t, data NULL for nil */
+    SR_IPC_BIN_ARRAY,       /* sr_ipc_bytes_t *, owned, aux: size_t */
+    SR_IPC_STR_ARRAY        /* char **, owned, aux: size_t */
+} sr_ipc_kind_t;
+
+
+typedef struct {
+    const char     *key;
+    sr_ipc_kind_t   kind;
+    size_t          offset;
+    size_t          aux;
+    unsigned        required;
+} sr_ipc_field_t;
+
+
+typedef struct {
+    const char            *name;     /* in error messages */
+    const sr_ipc_field_t  *fields;
+    size_t                 nfields;  /* at most 32: a bit each */
+    size_t                 size;
+} sr_ipc_body_t;
+
+
+#define SR_IPC_KEY(type, key, kind, member, required)                      \
+    { key, kind, offsetof(type, member), 0, required }
+
+#define SR_IPC_KEY_AUX(type, key, kind, member, aux, required)             \
+    { key, kind, offsetof(type, member), offsetof(type, aux), required }
+
+#define SR_IPC_BODY(name, type, fields)                                    \
+    { name, fields, sizeof(fields) / sizeof(fields[0]), sizeof(type) }
+
+/* OPEN's keys, in a struct of their own or in PARK's "who" member */
+
+#define SR_IPC_WHO_KEYS(type, in)                                          \
+    SR_IPC_KEY(type, "hub", SR_IPC_STR, in hub, 1),                        \
+    SR_IPC_KEY(type, "user", SR_IPC_STR_OR_NIL, in user, 0),               \
+    SR_IPC_KEY(type, "protocol", SR_IPC_PROTOCOL, in protocol, 1),         \
+    SR_IPC_KEY(type, "transport", SR_IPC_STR_OR_NIL, in transport, 0),     \
+    SR_IPC_KEY(type, "claims", SR_IPC_JSON_MAP, in claims, 0)
+
+/* what each kind expects, for "<body> \"<key>\" is not ..." */
+
+static const char  *sr_ipc_kind_text[] = {
+    [SR_IPC_U32] = "a u32",
+    [SR_IPC_U64] = "an unsigned integer",
+    [SR_IPC_INT] = "an integer",
+    [SR_IPC_INT_OR_NIL] = "an integer or nil",
+    [SR_IPC_BOOL] = "a boolean",
+    [SR_IPC_STR] = "a utf-8 string",
+    [SR_IPC_STR_OR_NIL] = "a utf-8 string or nil",
+    [SR_IPC_PROTOCOL] = "\"json\" or \"messagepack\"",
+    [SR_IPC_JSON_MAP] = "a map convertible to json, or nil",
+    [SR_IPC_BIN] = "bin",
+    [SR_IPC_BIN_OR_NIL] = "bin or nil",
+    [SR_IPC_BIN_ARRAY] = "an array of bin",
+    [SR_IPC_STR_ARRAY] = "an array of utf-8 strings"
+};
+
+
+static const sr_ipc_field_t  sr_ipc_hello_fields[] = {
+    SR_IPC_KEY(sr_ipc_hello_t, "version", SR_IPC_U32, version, 1),
+    SR_IPC_KEY(sr_ipc_hello_t, "pid", SR_IPC_INT, pid, 0),
+    SR_IPC_KEY(sr_ipc_hello_t, "node", SR_IPC_STR_OR_NIL, node, 0)
+};
+
+static const sr_ipc_field_t  sr_ipc_open_fields[] = {
+    SR_IPC_WHO_KEYS(sr_ipc_open_t, )
+};
+
+static const sr_ipc_field_t  sr_ipc_close_fields[] = {
+    SR_IPC_KEY(sr_ipc_close_t, "error", SR_IPC_STR_OR_NIL, error, 0),
+    SR_IPC_KEY(sr_ipc_close_t, "allowReconnect", SR_IPC_BOOL,
+               allow_reconnect, 0)
+};
+
+static const sr_ipc_field_t  sr_ipc_detach_fields[] = {
+    SR_IPC_KEY(sr_ipc_detach_t, "window_ms", SR_IPC_U64, window_ms, 1),
+    SR_IPC_KEY(sr_ipc_detach_t, "buffer_bytes", SR_IPC_U64, buffer_bytes,
+               1)
+};
+
+/* token and the OPEN keys first: OPEN with a token is their prefix */
+
+static const sr_ipc_field_t  sr_ipc_state_fields[] = {
+    SR_IPC_KEY(sr_ipc_state_t, "token", SR_IPC_STR, token, 1),
+    SR_IPC_WHO_KEYS(sr_ipc_state_t, who.),
+    SR_IPC_KEY(sr_ipc_state_t, "received", SR_IPC_U64, received, 0),
+    SR_IPC_KEY(sr_ipc_state_t, "first", SR_IPC_U64, first, 1),
+    SR_IPC_KEY_AUX(sr_ipc_state_t, "buffer", SR_IPC_BIN_ARRAY, buffer,
+                   buffer_count, 0),
+    SR_IPC_KEY(sr_ipc_state_t, "buffer_size", SR_IPC_U64, buffer_size, 1),
+    SR_IPC_KEY(sr_ipc_state_t, "window_ms", SR_IPC_U64, window_ms, 0),
+    SR_IPC_KEY(sr_ipc_state_t, "buffer_bytes", SR_IPC_U64, buffer_bytes,
+               0),
+    SR_IPC_KEY_AUX(sr_ipc_state_t, "pending", SR_IPC_STR_ARRAY, pending,
+                   pending_count, 0),
+    SR_IPC_KEY_AUX(sr_ipc_state_t, "exp", SR_IPC_INT_OR_NIL, exp, has_exp,
+                   0),
+    SR_IPC_KEY(sr_ipc_state_t, "ext", SR_IPC_BIN_OR_NIL, ext, 0)
+};
+
+static const sr_ipc_field_t  sr_ipc_resume_fields[] = {
+    SR_IPC_KEY(sr_ipc_resume_t, "token", SR_IPC_STR, token, 1),
+    SR_IPC_KEY(sr_ipc_resume_t, "ref", SR_IPC_U64, ref, 1)
+};
+
+static const sr_ipc_field_t  sr_ipc_adopt_fields[] = {
+    SR_IPC_KEY(sr_ipc_adopt_t, "ref", SR_IPC_U64, ref, 1),
+    SR_IPC_KEY(sr_ipc_adopt_t, "state", SR_IPC_BIN, state, 1),
+    SR_IPC_KEY_AUX(sr_ipc_adopt_t, "appended", SR_IPC_BIN_ARRAY, appended,
+                   appended_count, 0)
+};
+
+static const sr_ipc_field_t  sr_ipc_resume_failed_fields[] = {
+    SR_IPC_KEY(sr_ipc_resume_failed_t, "ref", SR_IPC_U64, ref, 1),
+    SR_IPC_KEY(sr_ipc_resume_failed_t, "reason", SR_IPC_STR_OR_NIL,
+               reason, 0)
+};
+
+
+static const sr_ipc_body_t  sr_ipc_hello_body =
+    SR_IPC_BODY("hello", sr_ipc_hello_t, sr_ipc_hello_fields);
+static const sr_ipc_body_t  sr_ipc_open_body =
+    SR_IPC_BODY("open", sr_ipc_open_t, sr_ipc_open_fields);
+static const sr_ipc_body_t  sr_ipc_close_body =
+    SR_IPC_BODY("close", sr_ipc_close_t, sr_ipc_close_fields);
+static const sr_ipc_body_t  sr_ipc_detach_body =
+    SR_IPC_BODY("detach", sr_ipc_detach_t, sr_ipc_detach_fields);
+static const sr_ipc_body_t  sr_ipc_state_body =
+    SR_IPC_BODY("park", sr_ipc_state_t, sr_ipc_state_fields);
+static const sr_ipc_body_t  sr_ipc_resume_body =
+    SR_IPC_BODY("resume", sr_ipc_resume_t, sr_ipc_resume_fields);
+static const sr_ipc_body_t  sr_ipc_adopt_body =
+    SR_IPC_BODY("adopt", sr_ipc_adopt_t, sr_ipc_adopt_fields);
+static const sr_ipc_body_t  sr_ipc_resume_failed_body =
+    SR_IPC_BODY("resume_failed", sr_ipc_resume_failed_t,
+                sr_ipc_resume_failed_fields);
+
+/* encoding only: the first six rows of PARK, read from a state */
+static const sr_ipc_body_t  sr_ipc_open_token_body =
+    { "open", sr_ipc_state_fields, 6, sizeof(sr_ipc_state_t) };
+
+
 static uint32_t sr_ipc_get32(const unsigned char *p);
 static void sr_ipc_put32(unsigned char *p, uint32_t v);
 static int sr_ipc_id_valid(const char *id, size_t len);
@@ -34,35 +210,38 @@ static void sr_ipc_packer_init(msgpack_packer *pk, sr_ipc_sink_t *sink,
 static int sr_ipc_packer_done(sr_ipc_sink_t *sink, size_t start,
     sr_error_t *err);
 static void sr_ipc_pack_str(msgpack_packer *pk, const char *s);
+static void sr_ipc_pack_bin(msgpack_packer *pk, const unsigned char *data,
+    size_t len);
 static int sr_ipc_unpack_map(const unsigned char *body, size_t len,
     msgpack_unpacked *result, const char *what, sr_error_t *err);
 static int sr_ipc_key_is(const msgpack_object *key, const char *name);
-static int sr_ipc_get_str(const msgpack_object *o, int nullable,
-    char **out, const char *what, sr_error_t *err);
-static int sr_ipc_get_protocol(const msgpack_object *o,
-    sr_protocol_t *protocol, sr_error_t *err);
-static int sr_ipc_open_field(const msgpack_object_kv *kv,
-    sr_ipc_open_t *open, sr_error_t *err);
-static int sr_ipc_get_uint(const msgpack_object *o, uint64_t *out,
-    const char *what, sr_error_t *err);
-static int sr_ipc_get_bin(const msgpack_object *o, sr_ipc_bytes_t *out,
-    const char *what, sr_error_t *err);
-static int sr_ipc_get_bin_array(const msgpack_object *o,
-    sr_ipc_bytes_t **out, size_t *count, const char *what, sr_error_t *err);
+static int sr_ipc_copy_str(const msgpack_object *o, char **out);
+static int sr_ipc_copy_str_array(const msgpack_object *o, char ***out,
+    size_t *count);
+static int sr_ipc_copy_bin_array(const msgpack_object *o,
+    sr_ipc_bytes_t **out, size_t *count);
 static void sr_ipc_free_strs(char **strs, size_t count);
-static int sr_ipc_get_str_array(const msgpack_object *o, char ***out,
-    size_t *count, const char *what, sr_error_t *err);
-static void sr_ipc_pack_bin(msgpack_packer *pk, const unsigned char *data,
-    size_t len);
+static int sr_ipc_get_protocol(const msgpack_object *o,
+    sr_protocol_t *protocol);
+static int sr_ipc_get_json_map(const msgpack_object *o, json_t **out);
+static int sr_ipc_get_number(const sr_ipc_field_t *f,
+    const msgpack_object *o, char *base);
+static int sr_ipc_get_field(const sr_ipc_field_t *f,
+    const msgpack_object *o, char *base);
+static const sr_ipc_field_t *sr_ipc_find_field(const sr_ipc_body_t *body,
+    const msgpack_object *key, unsigned *index);
+static int sr_ipc_body_fill(const sr_ipc_body_t *body,
+    const msgpack_object *map, void *data, sr_error_t *err);
+static int sr_ipc_body_decode(const sr_ipc_body_t *body,
+    const unsigned char *buf, size_t len, void *data, sr_error_t *err);
+static void sr_ipc_body_clear(const sr_ipc_body_t *body, void *data);
+static void sr_ipc_pack_number(msgpack_packer *pk,
+    const sr_ipc_field_t *f, const char *base);
+static int sr_ipc_pack_field(msgpack_packer *pk, const sr_ipc_field_t *f,
+    const char *base, sr_error_t *err);
+static int sr_ipc_body_encode(const sr_ipc_body_t *body, const void *data,
+    sr_buf_t *out, sr_error_t *err);
 static int sr_ipc_state_sum_ok(const sr_ipc_state_t *state);
-static void sr_ipc_state_pack_who(msgpack_packer *pk,
-    const sr_ipc_state_t *state);
-static void sr_ipc_state_pack_rest(msgpack_packer *pk,
-    const sr_ipc_state_t *state);
-static int sr_ipc_state_exp(const msgpack_object *o, sr_ipc_state_t *state,
-    sr_error_t *err);
-static int sr_ipc_state_field(const msgpack_object_kv *kv,
-    sr_ipc_state_t *state, unsigned *seen, sr_error_t *err);
 
 
 static uint32_t
@@ -367,36 +546,38 @@ sr_ipc_key_is(const msgpack_object *key, const char *name)
 }
 
 
+
+
+static void
+sr_ipc_pack_bin(msgpack_packer *pk, const unsigned char *data, size_t len)
+{
+    msgpack_pack_bin(pk, len);
+    msgpack_pack_bin_body(pk, data, len);
+}
+
+
 /*
  * Copies a string value into a new C string, replacing *out. Strings
  * with a NUL or invalid UTF-8 are refused: they would be cut short or
- * leak into JSON. A nil leaves NULL when nullable.
+ * leak into JSON. SR_ERR_PROTOCOL for the wrong kind of value.
  */
 
 static int
-sr_ipc_get_str(const msgpack_object *o, int nullable, char **out,
-    const char *what, sr_error_t *err)
+sr_ipc_copy_str(const msgpack_object *o, char **out)
 {
     char  *s;
-
-    if (o->type == MSGPACK_OBJECT_NIL && nullable) {
-        free(*out);
-        *out = NULL;
-        return SR_OK;
-    }
 
     if (o->type != MSGPACK_OBJECT_STR
         || memchr(o->via.str.ptr, '\0', o->via.str.size) != NULL
         || !sr_utf8_valid((const unsigned char *) o->via.str.ptr,
                           o->via.str.size))
     {
-        return sr_error_set(err, SR_ERR_PROTOCOL,
-                            "\"%s\" is not a utf-8 string", what);
+        return SR_ERR_PROTOCOL;
     }
 
     s = malloc(o->via.str.size + 1);
     if (s == NULL) {
-        return sr_error_set(err, SR_ERR_NOMEM, "out of memory for a body");
+        return SR_ERR_NOMEM;
     }
 
     memcpy(s, o->via.str.ptr, o->via.str.size);
@@ -409,26 +590,565 @@ sr_ipc_get_str(const msgpack_object *o, int nullable, char **out,
 }
 
 
-int
-sr_ipc_hello_encode(const sr_ipc_hello_t *hello, sr_buf_t *out,
-    sr_error_t *err)
+static void
+sr_ipc_free_strs(char **strs, size_t count)
+{
+    size_t  i;
+
+    for (i = 0; strs != NULL && i < count; i++) {
+        free(strs[i]);
+    }
+
+    free(strs);
+}
+
+
+static int
+sr_ipc_copy_str_array(const msgpack_object *o, char ***out, size_t *count)
+{
+    char      **strs;
+    uint32_t    i;
+    int         rc;
+
+    if (o->type != MSGPACK_OBJECT_ARRAY) {
+        return SR_ERR_PROTOCOL;
+    }
+
+    strs = NULL;
+
+    if (o->via.array.size > 0) {
+        strs = calloc(o->via.array.size, sizeof(char *));
+        if (strs == NULL) {
+            return SR_ERR_NOMEM;
+        }
+    }
+
+    for (i = 0; i < o->via.array.size; i++) {
+        rc = sr_ipc_copy_str(&o->via.array.ptr[i], &strs[i]);
+        if (rc != SR_OK) {
+            sr_ipc_free_strs(strs, o->via.array.size);
+            return rc;
+        }
+    }
+
+    sr_ipc_free_strs(*out, *count);
+    *out = strs;
+    *count = o->via.array.size;
+
+    return SR_OK;
+}
+
+
+/* An array of bin as an owned array of pointers into the body. */
+
+static int
+sr_ipc_copy_bin_array(const msgpack_object *o, sr_ipc_bytes_t **out,
+    size_t *count)
+{
+    const msgpack_object  *item;
+    sr_ipc_bytes_t        *items;
+    uint32_t               i;
+
+    if (o->type != MSGPACK_OBJECT_ARRAY) {
+        return SR_ERR_PROTOCOL;
+    }
+
+    for (i = 0; i < o->via.array.size; i++) {
+        if (o->via.array.ptr[i].type != MSGPACK_OBJECT_BIN) {
+            return SR_ERR_PROTOCOL;
+        }
+    }
+
+    items = NULL;
+
+    if (o->via.array.size > 0) {
+        items = calloc(o->via.array.size, sizeof(sr_ipc_bytes_t));
+        if (items == NULL) {
+            return SR_ERR_NOMEM;
+        }
+    }
+
+    for (i = 0; i < o->via.array.size; i++) {
+        item = &o->via.array.ptr[i];
+        items[i].data = (const unsigned char *) item->via.bin.ptr;
+        items[i].len = item->via.bin.size;
+    }
+
+    free(*out);
+    *out = items;
+    *count = o->via.array.size;
+
+    return SR_OK;
+}
+
+
+/* The integer and boolean kinds; SR_ERR_PROTOCOL for a wrong value. */
+
+static int
+sr_ipc_get_number(const sr_ipc_field_t *f, const msgpack_object *o,
+    char *base)
+{
+    char     *p;
+    int64_t   v;
+
+    p = base + f->offset;
+
+    if (f->kind == SR_IPC_INT_OR_NIL && o->type == MSGPACK_OBJECT_NIL) {
+        *(int *) (base + f->aux) = 0;
+        return SR_OK;
+    }
+
+    if (f->kind == SR_IPC_BOOL) {
+        if (o->type != MSGPACK_OBJECT_BOOLEAN) {
+            return SR_ERR_PROTOCOL;
+        }
+
+        *(int *) p = o->via.boolean;
+        return SR_OK;
+    }
+
+    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        if (f->kind == SR_IPC_U64) {
+            *(uint64_t *) p = o->via.u64;
+            return SR_OK;
+        }
+
+        if (f->kind == SR_IPC_U32 && o->via.u64 <= UINT32_MAX) {
+            *(uint32_t *) p = (uint32_t) o->via.u64;
+            return SR_OK;
+        }
+
+        if (f->kind == SR_IPC_U32 || o->via.u64 > INT64_MAX) {
+            return SR_ERR_PROTOCOL;
+        }
+
+        v = (int64_t) o->via.u64;
+
+    } else if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER
+               && (f->kind == SR_IPC_INT || f->kind == SR_IPC_INT_OR_NIL))
+    {
+        v = o->via.i64;
+
+    } else {
+        return SR_ERR_PROTOCOL;
+    }
+
+    *(int64_t *) p = v;
+
+    if (f->kind == SR_IPC_INT_OR_NIL) {
+        *(int *) (base + f->aux) = 1;
+    }
+
+    return SR_OK;
+}
+
+
+/* The protocol travels by the name the SignalR handshake uses. */
+
+static int
+sr_ipc_get_protocol(const msgpack_object *o, sr_protocol_t *protocol)
+{
+    if (o->type == MSGPACK_OBJECT_STR && sr_ipc_key_is(o, "json")) {
+        *protocol = SR_PROTOCOL_JSON;
+        return SR_OK;
+    }
+
+    if (o->type == MSGPACK_OBJECT_STR && sr_ipc_key_is(o, "messagepack")) {
+        *protocol = SR_PROTOCOL_MSGPACK;
+        return SR_OK;
+    }
+
+    return SR_ERR_PROTOCOL;
+}
+
+
+static int
+sr_ipc_get_json_map(const msgpack_object *o, json_t **out)
+{
+    json_t      *claims;
+    sr_error_t   ignored;
+    int          rc;
+
+    claims = NULL;
+
+    if (o->type == MSGPACK_OBJECT_MAP) {
+        rc = sr_msgpack_to_json(o, &claims, &ignored);
+        if (rc != SR_OK) {
+            return rc == SR_ERR_NOMEM ? rc : SR_ERR_PROTOCOL;
+        }
+
+    } else if (o->type != MSGPACK_OBJECT_NIL) {
+        return SR_ERR_PROTOCOL;
+    }
+
+    json_decref(*out);
+    *out = claims;
+
+    return SR_OK;
+}
+
+
+/*
+ * Stores one value in the member its row names. SR_ERR_PROTOCOL for a
+ * value of the wrong kind, SR_ERR_NOMEM; the member keeps its value on
+ * either, so that the body can still be cleared.
+ */
+
+static int
+sr_ipc_get_field(const sr_ipc_field_t *f, const msgpack_object *o,
+    char *base)
+{
+    sr_ipc_bytes_t  *bytes;
+    char            *p;
+
+    p = base + f->offset;
+
+    switch (f->kind) {
+
+    case SR_IPC_STR_OR_NIL:
+        if (o->type == MSGPACK_OBJECT_NIL) {
+            free(*(char **) p);
+            *(char **) p = NULL;
+            return SR_OK;
+        }
+
+        return sr_ipc_copy_str(o, (char **) p);
+
+    case SR_IPC_STR:
+        return sr_ipc_copy_str(o, (char **) p);
+
+    case SR_IPC_PROTOCOL:
+        return sr_ipc_get_protocol(o, (sr_protocol_t *) p);
+
+    case SR_IPC_JSON_MAP:
+        return sr_ipc_get_json_map(o, (json_t **) p);
+
+    case SR_IPC_BIN_OR_NIL:
+    case SR_IPC_BIN:
+        bytes = (sr_ipc_bytes_t *) p;
+
+        if (o->type == MSGPACK_OBJECT_NIL && f->kind == SR_IPC_BIN_OR_NIL) {
+            bytes->data = NULL;
+            bytes->len = 0;
+            return SR_OK;
+        }
+
+        if (o->type != MSGPACK_OBJECT_BIN) {
+            return SR_ERR_PROTOCOL;
+        }
+
+        bytes->data = (const unsigned char *) o->via.bin.ptr;
+        bytes->len = o->via.bin.size;
+        return SR_OK;
+
+    case SR_IPC_BIN_ARRAY:
+        return sr_ipc_copy_bin_array(o, (sr_ipc_bytes_t **) p,
+                                     (size_t *) (base + f->aux));
+
+    case SR_IPC_STR_ARRAY:
+        return sr_ipc_copy_str_array(o, (char ***) p,
+                                     (size_t *) (base + f->aux));
+
+    default:
+        return sr_ipc_get_number(f, o, base);
+    }
+}
+
+
+static const sr_ipc_field_t *
+sr_ipc_find_field(const sr_ipc_body_t *body, const msgpack_object *key,
+    unsigned *index)
+{
+    unsigned  i;
+
+    for (i = 0; i < body->nfields; i++) {
+        if (sr_ipc_key_is(key, body->fields[i].key)) {
+            *index = i;
+            return &body->fields[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+/* Walks the map into data, which holds zeros or earlier values. */
+
+static int
+sr_ipc_body_fill(const sr_ipc_body_t *body, const msgpack_object *map,
+    void *data, sr_error_t *err)
+{
+    const msgpack_object_kv  *kv;
+    const sr_ipc_field_t     *f;
+    uint32_t                  i, seen;
+    unsigned                  index;
+    int                       rc;
+
+    seen = 0;
+
+    for (i = 0; i < map->via.map.size; i++) {
+        kv = &map->via.map.ptr[i];
+
+        if (kv->key.type != MSGPACK_OBJECT_STR) {
+            return sr_error_set(err, SR_ERR_PROTOCOL,
+                                "%s body has a map key that is not a string",
+                                body->name);
+        }
+
+        f = sr_ipc_find_field(body, &kv->key, &index);
+        if (f == NULL) {
+            continue;
+        }
+
+        rc = sr_ipc_get_field(f, &kv->val, data);
+
+        if (rc == SR_ERR_NOMEM) {
+            return sr_error_set(err, rc, "out of memory for a body");
+        }
+
+        if (rc != SR_OK) {
+            return sr_error_set(err, SR_ERR_PROTOCOL, "%s \"%s\" is not %s",
+                                body->name, f->key,
+                                sr_ipc_kind_text[f->kind]);
+        }
+
+        seen |= (uint32_t) 1 << index;
+    }
+
+    for (i = 0; i < body->nfields; i++) {
+        if (body->fields[i].required && !(seen & (uint32_t) 1 << i)) {
+            return sr_error_set(err, SR_ERR_PROTOCOL, "%s without \"%s\"",
+                                body->name, body->fields[i].key);
+        }
+    }
+
+    return SR_OK;
+}
+
+
+/* On an error data is cleared: nothing is left to free. */
+
+static int
+sr_ipc_body_decode(const sr_ipc_body_t *body, const unsigned char *buf,
+    size_t len, void *data, sr_error_t *err)
+{
+    msgpack_unpacked  result;
+    int               rc;
+
+    memset(data, 0, body->size);
+
+    rc = sr_ipc_unpack_map(buf, len, &result, body->name, err);
+
+    if (rc == SR_OK) {
+        rc = sr_ipc_body_fill(body, &result.data, data, err);
+    }
+
+    msgpack_unpacked_destroy(&result);
+
+    if (rc != SR_OK) {
+        sr_ipc_body_clear(body, data);
+    }
+
+    return rc;
+}
+
+
+static void
+sr_ipc_body_clear(const sr_ipc_body_t *body, void *data)
+{
+    const sr_ipc_field_t  *f;
+    char                  *p;
+    size_t                 i;
+
+    for (i = 0; i < body->nfields; i++) {
+        f = &body->fields[i];
+        p = (char *) data + f->offset;
+
+        switch (f->kind) {
+
+        case SR_IPC_STR:
+        case SR_IPC_STR_OR_NIL:
+            free(*(char **) p);
+            break;
+
+        case SR_IPC_BIN_ARRAY:
+            free(*(sr_ipc_bytes_t **) p);
+            break;
+
+        case SR_IPC_JSON_MAP:
+            json_decref(*(json_t **) p);
+            break;
+
+        case SR_IPC_STR_ARRAY:
+            sr_ipc_free_strs(*(char ***) p,
+                             *(size_t *) ((char *) data + f->aux));
+            break;
+
+        default:
+            break;
+        }
+    }
+
+    memset(data, 0, body->size);
+}
+
+
+static void
+sr_ipc_pack_number(msgpack_packer *pk, const sr_ipc_field_t *f,
+    const char *base)
+{
+    const char  *p;
+
+    p = base + f->offset;
+
+    switch (f->kind) {
+
+    case SR_IPC_U32:
+        msgpack_pack_uint32(pk, *(const uint32_t *) p);
+        break;
+
+    case SR_IPC_U64:
+        msgpack_pack_uint64(pk, *(const uint64_t *) p);
+        break;
+
+    case SR_IPC_INT_OR_NIL:
+        if (*(const int *) (base + f->aux)) {
+            msgpack_pack_int64(pk, *(const int64_t *) p);
+
+        } else {
+            msgpack_pack_nil(pk);
+        }
+
+        break;
+
+    case SR_IPC_INT:
+        msgpack_pack_int64(pk, *(const int64_t *) p);
+        break;
+
+    case SR_IPC_BOOL:
+        if (*(const int *) p) {
+            msgpack_pack_true(pk);
+
+        } else {
+            msgpack_pack_false(pk);
+        }
+
+        break;
+
+    default:
+        break;
+    }
+}
+
+
+static int
+sr_ipc_pack_field(msgpack_packer *pk, const sr_ipc_field_t *f,
+    const char *base, sr_error_t *err)
+{
+    const sr_ipc_bytes_t  *bytes;
+    const char            *p;
+    size_t                 i, count;
+
+    p = base + f->offset;
+
+    sr_ipc_pack_str(pk, f->key);
+
+    switch (f->kind) {
+
+    case SR_IPC_STR:
+    case SR_IPC_STR_OR_NIL:
+        sr_ipc_pack_str(pk, *(char *const *) p);
+        break;
+
+    case SR_IPC_PROTOCOL:
+        sr_ipc_pack_str(pk, *(const sr_protocol_t *) p == SR_PROTOCOL_JSON
+                            ? "json" : "messagepack");
+        break;
+
+    case SR_IPC_JSON_MAP:
+        if (*(json_t *const *) p == NULL) {
+            msgpack_pack_nil(pk);
+            break;
+        }
+
+        return sr_msgpack_pack_json(pk, *(json_t *const *) p, err);
+
+    case SR_IPC_BIN:
+    case SR_IPC_BIN_OR_NIL:
+        bytes = (const sr_ipc_bytes_t *) p;
+
+        if (bytes->data == NULL && f->kind == SR_IPC_BIN_OR_NIL) {
+            msgpack_pack_nil(pk);
+
+        } else {
+            sr_ipc_pack_bin(pk, bytes->data, bytes->len);
+        }
+
+        break;
+
+    case SR_IPC_BIN_ARRAY:
+        bytes = *(sr_ipc_bytes_t *const *) p;
+        count = *(const size_t *) (base + f->aux);
+        msgpack_pack_array(pk, count);
+
+        for (i = 0; i < count; i++) {
+            sr_ipc_pack_bin(pk, bytes[i].data, bytes[i].len);
+        }
+
+        break;
+
+    case SR_IPC_STR_ARRAY:
+        count = *(const size_t *) (base + f->aux);
+        msgpack_pack_array(pk, count);
+
+        for (i = 0; i < count; i++) {
+            sr_ipc_pack_str(pk, (*(char **const *) p)[i]);
+        }
+
+        break;
+
+    default:
+        sr_ipc_pack_number(pk, f, base);
+        break;
+    }
+
+    return SR_OK;
+}
+
+
+/* Packs every row in table order; out is as it was on an error. */
+
+static int
+sr_ipc_body_encode(const sr_ipc_body_t *body, const void *data,
+    sr_buf_t *out, sr_error_t *err)
 {
     msgpack_packer  pk;
     sr_ipc_sink_t   sink;
-    size_t          start;
+    size_t          start, i;
+    int             rc;
 
     start = out->len;
     sr_ipc_packer_init(&pk, &sink, out);
 
-    msgpack_pack_map(&pk, 3);
-    sr_ipc_pack_str(&pk, "version");
-    msgpack_pack_uint32(&pk, hello->version);
-    sr_ipc_pack_str(&pk, "pid");
-    msgpack_pack_int64(&pk, hello->pid);
-    sr_ipc_pack_str(&pk, "node");
-    sr_ipc_pack_str(&pk, hello->node);
+    msgpack_pack_map(&pk, body->nfields);
+
+    for (i = 0; i < body->nfields; i++) {
+        rc = sr_ipc_pack_field(&pk, &body->fields[i], data, err);
+        if (rc != SR_OK) {
+            out->len = start;
+            return rc;
+        }
+    }
 
     return sr_ipc_packer_done(&sink, start, err);
+}
+
+
+int
+sr_ipc_hello_encode(const sr_ipc_hello_t *hello, sr_buf_t *out,
+    sr_error_t *err)
+{
+    return sr_ipc_body_encode(&sr_ipc_hello_body, hello, out, err);
 }
 
 
@@ -436,71 +1156,14 @@ int
 sr_ipc_hello_decode(const unsigned char *body, size_t len,
     sr_ipc_hello_t *hello, sr_error_t *err)
 {
-    msgpack_unpacked    result;
-    msgpack_object_kv  *kv;
-    uint32_t            i;
-    int                 rc, have_version;
-
-    memset(hello, 0, sizeof(*hello));
-    have_version = 0;
-
-    rc = sr_ipc_unpack_map(body, len, &result, "hello", err);
-
-    for (i = 0; rc == SR_OK && i < result.data.via.map.size; i++) {
-        kv = &result.data.via.map.ptr[i];
-
-        if (kv->key.type != MSGPACK_OBJECT_STR) {
-            rc = sr_error_set(err, SR_ERR_PROTOCOL, "map key not a string");
-
-        } else if (sr_ipc_key_is(&kv->key, "version")) {
-            if (kv->val.type != MSGPACK_OBJECT_POSITIVE_INTEGER
-                || kv->val.via.u64 > UINT32_MAX)
-            {
-                rc = sr_error_set(err, SR_ERR_PROTOCOL,
-                                  "\"version\" is not a u32");
-            } else {
-                hello->version = (uint32_t) kv->val.via.u64;
-                have_version = 1;
-            }
-
-        } else if (sr_ipc_key_is(&kv->key, "pid")) {
-            if (kv->val.type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
-                hello->pid = kv->val.via.i64;
-
-            } else if (kv->val.type == MSGPACK_OBJECT_POSITIVE_INTEGER
-                       && kv->val.via.u64 <= INT64_MAX)
-            {
-                hello->pid = (int64_t) kv->val.via.u64;
-
-            } else {
-                rc = sr_error_set(err, SR_ERR_PROTOCOL,
-                                  "\"pid\" is not an integer");
-            }
-
-        } else if (sr_ipc_key_is(&kv->key, "node")) {
-            rc = sr_ipc_get_str(&kv->val, 1, &hello->node, "node", err);
-        }
-    }
-
-    if (rc == SR_OK && !have_version) {
-        rc = sr_error_set(err, SR_ERR_PROTOCOL, "hello without a version");
-    }
-
-    msgpack_unpacked_destroy(&result);
-
-    if (rc != SR_OK) {
-        sr_ipc_hello_clear(hello);
-    }
-
-    return rc;
+    return sr_ipc_body_decode(&sr_ipc_hello_body, body, len, hello, err);
 }
 
 
 void
 sr_ipc_hello_clear(sr_ipc_hello_t *hello)
 {
-    free(hello->node);
-    memset(hello, 0, sizeof(*hello));
+    sr_ipc_body_clear(&sr_ipc_hello_body, hello);
 }
 
 
@@ -516,10 +1179,7 @@ int
 sr_ipc_open_encode_token(const sr_ipc_open_t *open, const char *token,
     sr_buf_t *out, sr_error_t *err)
 {
-    msgpack_packer  pk;
-    sr_ipc_sink_t   sink;
-    size_t          start;
-    int             rc;
+    sr_ipc_state_t  head;
 
     if (open->hub == NULL
         || (open->protocol != SR_PROTOCOL_JSON
@@ -530,117 +1190,16 @@ sr_ipc_open_encode_token(const sr_ipc_open_t *open, const char *token,
                             "open needs a hub, a protocol and object claims");
     }
 
-    start = out->len;
-    sr_ipc_packer_init(&pk, &sink, out);
-
-    msgpack_pack_map(&pk, token ? 6 : 5);
-
-    if (token) {
-        sr_ipc_pack_str(&pk, "token");
-        sr_ipc_pack_str(&pk, token);
+    if (token == NULL) {
+        return sr_ipc_body_encode(&sr_ipc_open_body, open, out, err);
     }
 
-    sr_ipc_pack_str(&pk, "hub");
-    sr_ipc_pack_str(&pk, open->hub);
-    sr_ipc_pack_str(&pk, "user");
-    sr_ipc_pack_str(&pk, open->user);
-    sr_ipc_pack_str(&pk, "protocol");
-    sr_ipc_pack_str(&pk, open->protocol == SR_PROTOCOL_JSON
-                         ? "json" : "messagepack");
-    sr_ipc_pack_str(&pk, "transport");
-    sr_ipc_pack_str(&pk, open->transport);
-    sr_ipc_pack_str(&pk, "claims");
+    /* read only: the copies are neither changed nor freed */
+    memset(&head, 0, sizeof(head));
+    head.token = (char *) token;
+    head.who = *open;
 
-    if (open->claims == NULL) {
-        msgpack_pack_nil(&pk);
-        rc = SR_OK;
-
-    } else {
-        rc = sr_msgpack_pack_json(&pk, open->claims, err);
-    }
-
-    if (rc != SR_OK) {
-        out->len = start;
-        return rc;
-    }
-
-    return sr_ipc_packer_done(&sink, start, err);
-}
-
-
-/* The protocol travels by the name the SignalR handshake uses. */
-
-static int
-sr_ipc_get_protocol(const msgpack_object *o, sr_protocol_t *protocol,
-    sr_error_t *err)
-{
-    if (o->type == MSGPACK_OBJECT_STR && sr_ipc_key_is(o, "json")) {
-        *protocol = SR_PROTOCOL_JSON;
-        return SR_OK;
-    }
-
-    if (o->type == MSGPACK_OBJECT_STR && sr_ipc_key_is(o, "messagepack")) {
-        *protocol = SR_PROTOCOL_MSGPACK;
-        return SR_OK;
-    }
-
-    return sr_error_set(err, SR_ERR_PROTOCOL,
-                        "\"protocol\" is not \"json\" or \"messagepack\"");
-}
-
-
-static int
-sr_ipc_open_field(const msgpack_object_kv *kv, sr_ipc_open_t *open,
-    sr_error_t *err)
-{
-    json_t  *claims;
-    int      rc;
-
-    if (kv->key.type != MSGPACK_OBJECT_STR) {
-        return sr_error_set(err, SR_ERR_PROTOCOL, "map key not a string");
-    }
-
-    if (sr_ipc_key_is(&kv->key, "hub")) {
-        return sr_ipc_get_str(&kv->val, 0, &open->hub, "hub", err);
-    }
-
-    if (sr_ipc_key_is(&kv->key, "user")) {
-        return sr_ipc_get_str(&kv->val, 1, &open->user, "user", err);
-    }
-
-    if (sr_ipc_key_is(&kv->key, "transport")) {
-        return sr_ipc_get_str(&kv->val, 1, &open->transport, "transport",
-                              err);
-    }
-
-    if (sr_ipc_key_is(&kv->key, "protocol")) {
-        return sr_ipc_get_protocol(&kv->val, &open->protocol, err);
-    }
-
-    if (sr_ipc_key_is(&kv->key, "claims")) {
-        claims = NULL;
-
-        if (kv->val.type == MSGPACK_OBJECT_MAP) {
-            rc = sr_msgpack_to_json(&kv->val, &claims, err);
-            if (rc == SR_ERR_NOMEM) {
-                return rc;
-            }
-
-            if (rc != SR_OK) {
-                return sr_error_set(err, SR_ERR_PROTOCOL,
-                                    "\"claims\" not convertible to json");
-            }
-
-        } else if (kv->val.type != MSGPACK_OBJECT_NIL) {
-            return sr_error_set(err, SR_ERR_PROTOCOL,
-                                "\"claims\" is not a map");
-        }
-
-        json_decref(open->claims);
-        open->claims = claims;
-    }
-
-    return SR_OK;
+    return sr_ipc_body_encode(&sr_ipc_open_token_body, &head, out, err);
 }
 
 
@@ -648,48 +1207,14 @@ int
 sr_ipc_open_decode(const unsigned char *body, size_t len,
     sr_ipc_open_t *open, sr_error_t *err)
 {
-    msgpack_unpacked  result;
-    uint32_t          i;
-    int               rc;
-
-    memset(open, 0, sizeof(*open));
-
-    /* out of range until seen: a protocol is required, like the hub */
-    open->protocol = (sr_protocol_t) SR_PROTOCOL_COUNT;
-
-    rc = sr_ipc_unpack_map(body, len, &result, "open", err);
-
-    for (i = 0; rc == SR_OK && i < result.data.via.map.size; i++) {
-        rc = sr_ipc_open_field(&result.data.via.map.ptr[i], open, err);
-    }
-
-    if (rc == SR_OK
-        && (open->hub == NULL
-            || open->protocol == (sr_protocol_t) SR_PROTOCOL_COUNT))
-    {
-        rc = sr_error_set(err, SR_ERR_PROTOCOL,
-                          "open without a hub or a protocol");
-    }
-
-    msgpack_unpacked_destroy(&result);
-
-    if (rc != SR_OK) {
-        sr_ipc_open_clear(open);
-    }
-
-    return rc;
+    return sr_ipc_body_decode(&sr_ipc_open_body, body, len, open, err);
 }
 
 
 void
 sr_ipc_open_clear(sr_ipc_open_t *open)
 {
-    free(open->hub);
-    free(open->user);
-    free(open->transport);
-    json_decref(open->claims);
-
-    memset(open, 0, sizeof(*open));
+    sr_ipc_body_clear(&sr_ipc_open_body, open);
 }
 
 
@@ -697,26 +1222,7 @@ int
 sr_ipc_close_encode(const sr_ipc_close_t *close, sr_buf_t *out,
     sr_error_t *err)
 {
-    msgpack_packer  pk;
-    sr_ipc_sink_t   sink;
-    size_t          start;
-
-    start = out->len;
-    sr_ipc_packer_init(&pk, &sink, out);
-
-    msgpack_pack_map(&pk, 2);
-    sr_ipc_pack_str(&pk, "error");
-    sr_ipc_pack_str(&pk, close->error);
-    sr_ipc_pack_str(&pk, "allowReconnect");
-
-    if (close->allow_reconnect) {
-        msgpack_pack_true(&pk);
-
-    } else {
-        msgpack_pack_false(&pk);
-    }
-
-    return sr_ipc_packer_done(&sink, start, err);
+    return sr_ipc_body_encode(&sr_ipc_close_body, close, out, err);
 }
 
 
@@ -724,38 +1230,92 @@ int
 sr_ipc_close_decode(const unsigned char *body, size_t len,
     sr_ipc_close_t *close, sr_error_t *err)
 {
-    msgpack_unpacked    result;
-    msgpack_object_kv  *kv;
-    uint32_t            i;
-    int                 rc;
+    return sr_ipc_body_decode(&sr_ipc_close_body, body, len, close, err);
+}
 
-    memset(close, 0, sizeof(*close));
 
-    rc = sr_ipc_unpack_map(body, len, &result, "close", err);
+void
+sr_ipc_close_clear(sr_ipc_close_t *close)
+{
+    sr_ipc_body_clear(&sr_ipc_close_body, close);
+}
 
-    for (i = 0; rc == SR_OK && i < result.data.via.map.size; i++) {
-        kv = &result.data.via.map.ptr[i];
 
-        if (kv->key.type != MSGPACK_OBJECT_STR) {
-            rc = sr_error_set(err, SR_ERR_PROTOCOL, "map key not a string");
+int
+sr_ipc_detach_encode(const sr_ipc_detach_t *detach, sr_buf_t *out,
+    sr_error_t *err)
+{
+    return sr_ipc_body_encode(&sr_ipc_detach_body, detach, out, err);
+}
 
-        } else if (sr_ipc_key_is(&kv->key, "error")) {
-            rc = sr_ipc_get_str(&kv->val, 1, &close->error, "error", err);
 
-        } else if (sr_ipc_key_is(&kv->key, "allowReconnect")) {
-            if (kv->val.type != MSGPACK_OBJECT_BOOLEAN) {
-                rc = sr_error_set(err, SR_ERR_PROTOCOL,
-                                  "\"allowReconnect\" is not a boolean");
-            } else {
-                close->allow_reconnect = kv->val.via.boolean;
-            }
+int
+sr_ipc_detach_decode(const unsigned char *body, size_t len,
+    sr_ipc_detach_t *detach, sr_error_t *err)
+{
+    return sr_ipc_body_decode(&sr_ipc_detach_body, body, len, detach, err);
+}
+
+
+/* 1 when the buffer's lengths add up to buffer_size. */
+
+static int
+sr_ipc_state_sum_ok(const sr_ipc_state_t *state)
+{
+    uint64_t  sum;
+    size_t    i;
+
+    sum = 0;
+
+    for (i = 0; i < state->buffer_count; i++) {
+        sum += state->buffer[i].len;
+    }
+
+    return sum == state->buffer_size;
+}
+
+
+int
+sr_ipc_state_encode(const sr_ipc_state_t *state, sr_buf_t *out,
+    sr_error_t *err)
+{
+    size_t  i;
+
+    for (i = 0; i < state->pending_count; i++) {
+        if (state->pending[i] == NULL) {
+            return sr_error_set(err, SR_ERR_INVALID,
+                                "state with a null pending id");
         }
     }
 
-    msgpack_unpacked_destroy(&result);
+    if (state->token == NULL || state->who.hub == NULL
+        || (state->who.protocol != SR_PROTOCOL_JSON
+            && state->who.protocol != SR_PROTOCOL_MSGPACK)
+        || (state->who.claims != NULL && !json_is_object(state->who.claims))
+        || !sr_ipc_state_sum_ok(state))
+    {
+        return sr_error_set(err, SR_ERR_INVALID,
+                            "state needs a token, a hub, a protocol, "
+                            "object claims and a buffer_size that is the "
+                            "sum of its buffer");
+    }
 
-    if (rc != SR_OK) {
-        sr_ipc_close_clear(close);
+    return sr_ipc_body_encode(&sr_ipc_state_body, state, out, err);
+}
+
+
+int
+sr_ipc_state_decode(const unsigned char *body, size_t len,
+    sr_ipc_state_t *state, sr_error_t *err)
+{
+    int  rc;
+
+    rc = sr_ipc_body_decode(&sr_ipc_state_body, body, len, state, err);
+
+    if (rc == SR_OK && !sr_ipc_state_sum_ok(state)) {
+        sr_ipc_state_clear(state);
+        rc = sr_error_set(err, SR_ERR_PROTOCOL,
+                          "park buffer_size is not the sum of its buffer");
     }
 
     return rc;
@@ -763,10 +1323,87 @@ sr_ipc_close_decode(const unsigned char *body, size_t len,
 
 
 void
-sr_ipc_close_clear(sr_ipc_close_t *close)
+sr_ipc_state_clear(sr_ipc_state_t *state)
 {
-    free(close->error);
-    memset(close, 0, sizeof(*close));
+    sr_ipc_body_clear(&sr_ipc_state_body, state);
+}
+
+
+int
+sr_ipc_resume_encode(const sr_ipc_resume_t *resume, sr_buf_t *out,
+    sr_error_t *err)
+{
+    if (resume->token == NULL) {
+        return sr_error_set(err, SR_ERR_INVALID, "resume needs a token");
+    }
+
+    return sr_ipc_body_encode(&sr_ipc_resume_body, resume, out, err);
+}
+
+
+int
+sr_ipc_resume_decode(const unsigned char *body, size_t len,
+    sr_ipc_resume_t *resume, sr_error_t *err)
+{
+    return sr_ipc_body_decode(&sr_ipc_resume_body, body, len, resume, err);
+}
+
+
+void
+sr_ipc_resume_clear(sr_ipc_resume_t *resume)
+{
+    sr_ipc_body_clear(&sr_ipc_resume_body, resume);
+}
+
+
+int
+sr_ipc_adopt_encode(const sr_ipc_adopt_t *adopt, sr_buf_t *out,
+    sr_error_t *err)
+{
+    if (adopt->state.data == NULL || adopt->state.len == 0) {
+        return sr_error_set(err, SR_ERR_INVALID, "adopt needs a state");
+    }
+
+    return sr_ipc_body_encode(&sr_ipc_adopt_body, adopt, out, err);
+}
+
+
+int
+sr_ipc_adopt_decode(const unsigned char *body, size_t len,
+    sr_ipc_adopt_t *adopt, sr_error_t *err)
+{
+    return sr_ipc_body_decode(&sr_ipc_adopt_body, body, len, adopt, err);
+}
+
+
+void
+sr_ipc_adopt_clear(sr_ipc_adopt_t *adopt)
+{
+    sr_ipc_body_clear(&sr_ipc_adopt_body, adopt);
+}
+
+
+int
+sr_ipc_resume_failed_encode(const sr_ipc_resume_failed_t *failed,
+    sr_buf_t *out, sr_error_t *err)
+{
+    return sr_ipc_body_encode(&sr_ipc_resume_failed_body, failed, out, err);
+}
+
+
+int
+sr_ipc_resume_failed_decode(const unsigned char *body, size_t len,
+    sr_ipc_resume_failed_t *failed, sr_error_t *err)
+{
+    return sr_ipc_body_decode(&sr_ipc_resume_failed_body, body, len, failed,
+                              err);
+}
+
+
+void
+sr_ipc_resume_failed_clear(sr_ipc_resume_failed_t *failed)
+{
+    sr_ipc_body_clear(&sr_ipc_resume_failed_body, failed);
 }
 
 
@@ -944,733 +1581,4 @@ sr_ipc_relay_parse(const unsigned char *body, size_t len,
     relay->data_len = len - SR_IPC_RELAY_HEADER;
 
     return SR_OK;
-}
-
-
-/* Stateful reconnect bodies (docs/ipc.md, "Parking"). */
-
-static int
-sr_ipc_get_uint(const msgpack_object *o, uint64_t *out, const char *what,
-    sr_error_t *err)
-{
-    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
-        return sr_error_set(err, SR_ERR_PROTOCOL,
-                            "\"%s\" is not an unsigned integer", what);
-    }
-
-    *out = o->via.u64;
-
-    return SR_OK;
-}
-
-
-static int
-sr_ipc_get_bin(const msgpack_object *o, sr_ipc_bytes_t *out,
-    const char *what, sr_error_t *err)
-{
-    if (o->type != MSGPACK_OBJECT_BIN) {
-        return sr_error_set(err, SR_ERR_PROTOCOL, "\"%s\" is not bin", what);
-    }
-
-    out->data = (const unsigned char *) o->via.bin.ptr;
-    out->len = o->via.bin.size;
-
-    return SR_OK;
-}
-
-
-/* An array of bin as an owned array of pointers into the body. */
-
-static int
-sr_ipc_get_bin_array(const msgpack_object *o, sr_ipc_bytes_t **out,
-    size_t *count, const char *what, sr_error_t *err)
-{
-    sr_ipc_bytes_t  *items;
-    uint32_t         i;
-    int              rc;
-
-    if (o->type != MSGPACK_OBJECT_ARRAY) {
-        return sr_error_set(err, SR_ERR_PROTOCOL, "\"%s\" is not an array",
-                            what);
-    }
-
-    items = NULL;
-
-    if (o->via.array.size > 0) {
-        items = calloc(o->via.array.size, sizeof(sr_ipc_bytes_t));
-        if (items == NULL) {
-            return sr_error_set(err, SR_ERR_NOMEM,
-                                "out of memory for a body");
-        }
-    }
-
-    for (i = 0; i < o->via.array.size; i++) {
-        rc = sr_ipc_get_bin(&o->via.array.ptr[i], &items[i], what, err);
-        if (rc != SR_OK) {
-            free(items);
-            return rc;
-        }
-    }
-
-    free(*out);
-    *out = items;
-    *count = o->via.array.size;
-
-    return SR_OK;
-}
-
-
-static void
-sr_ipc_free_strs(char **strs, size_t count)
-{
-    size_t  i;
-
-    for (i = 0; strs != NULL && i < count; i++) {
-        free(strs[i]);
-    }
-
-    free(strs);
-}
-
-
-static int
-sr_ipc_get_str_array(const msgpack_object *o, char ***out, size_t *count,
-    const char *what, sr_error_t *err)
-{
-    char      **strs;
-    uint32_t    i;
-    int         rc;
-
-    if (o->type != MSGPACK_OBJECT_ARRAY) {
-        return sr_error_set(err, SR_ERR_PROTOCOL, "\"%s\" is not an array",
-                            what);
-    }
-
-    strs = NULL;
-
-    if (o->via.array.size > 0) {
-        strs = calloc(o->via.array.size, sizeof(char *));
-        if (strs == NULL) {
-            return sr_error_set(err, SR_ERR_NOMEM,
-                                "out of memory for a body");
-        }
-    }
-
-    for (i = 0; i < o->via.array.size; i++) {
-        rc = sr_ipc_get_str(&o->via.array.ptr[i], 0, &strs[i], what, err);
-        if (rc != SR_OK) {
-            sr_ipc_free_strs(strs, o->via.array.size);
-            return rc;
-        }
-    }
-
-    sr_ipc_free_strs(*out, *count);
-    *out = strs;
-    *count = o->via.array.size;
-
-    return SR_OK;
-}
-
-
-static void
-sr_ipc_pack_bin(msgpack_packer *pk, const unsigned char *data, size_t len)
-{
-    msgpack_pack_bin(pk, len);
-    msgpack_pack_bin_body(pk, data, len);
-}
-
-
-int
-sr_ipc_detach_encode(const sr_ipc_detach_t *detach, sr_buf_t *out,
-    sr_error_t *err)
-{
-    msgpack_packer  pk;
-    sr_ipc_sink_t   sink;
-    size_t          start;
-
-    start = out->len;
-    sr_ipc_packer_init(&pk, &sink, out);
-
-    msgpack_pack_map(&pk, 2);
-    sr_ipc_pack_str(&pk, "window_ms");
-    msgpack_pack_uint64(&pk, detach->window_ms);
-    sr_ipc_pack_str(&pk, "buffer_bytes");
-    msgpack_pack_uint64(&pk, detach->buffer_bytes);
-
-    return sr_ipc_packer_done(&sink, start, err);
-}
-
-
-int
-sr_ipc_detach_decode(const unsigned char *body, size_t len,
-    sr_ipc_detach_t *detach, sr_error_t *err)
-{
-    msgpack_unpacked    result;
-    msgpack_object_kv  *kv;
-    uint32_t            i;
-    int                 rc, seen;
-
-    memset(detach, 0, sizeof(*detach));
-    seen = 0;
-
-    rc = sr_ipc_unpack_map(body, len, &result, "detach", err);
-
-    for (i = 0; rc == SR_OK && i < result.data.via.map.size; i++) {
-        kv = &result.data.via.map.ptr[i];
-
-        if (kv->key.type != MSGPACK_OBJECT_STR) {
-            rc = sr_error_set(err, SR_ERR_PROTOCOL, "map key not a string");
-
-        } else if (sr_ipc_key_is(&kv->key, "window_ms")) {
-            rc = sr_ipc_get_uint(&kv->val, &detach->window_ms, "window_ms",
-                                 err);
-            seen |= 1;
-
-        } else if (sr_ipc_key_is(&kv->key, "buffer_bytes")) {
-            rc = sr_ipc_get_uint(&kv->val, &detach->buffer_bytes,
-                                 "buffer_bytes", err);
-            seen |= 2;
-        }
-    }
-
-    if (rc == SR_OK && seen != 3) {
-        rc = sr_error_set(err, SR_ERR_PROTOCOL,
-                          "detach without window_ms or buffer_bytes");
-    }
-
-    msgpack_unpacked_destroy(&result);
-
-    return rc;
-}
-
-
-/* 1 when the buffer's lengths add up to buffer_size. */
-
-static int
-sr_ipc_state_sum_ok(const sr_ipc_state_t *state)
-{
-    uint64_t  sum;
-    size_t    i;
-
-    sum = 0;
-
-    for (i = 0; i < state->buffer_count; i++) {
-        sum += state->buffer[i].len;
-    }
-
-    return sum == state->buffer_size;
-}
-
-
-static void
-sr_ipc_state_pack_who(msgpack_packer *pk, const sr_ipc_state_t *state)
-{
-    sr_ipc_pack_str(pk, "token");
-    sr_ipc_pack_str(pk, state->token);
-    sr_ipc_pack_str(pk, "hub");
-    sr_ipc_pack_str(pk, state->who.hub);
-    sr_ipc_pack_str(pk, "user");
-    sr_ipc_pack_str(pk, state->who.user);
-    sr_ipc_pack_str(pk, "protocol");
-    sr_ipc_pack_str(pk, state->who.protocol == SR_PROTOCOL_JSON
-                        ? "json" : "messagepack");
-    sr_ipc_pack_str(pk, "transport");
-    sr_ipc_pack_str(pk, state->who.transport);
-}
-
-
-static void
-sr_ipc_state_pack_rest(msgpack_packer *pk, const sr_ipc_state_t *state)
-{
-    size_t  i;
-
-    sr_ipc_pack_str(pk, "received");
-    msgpack_pack_uint64(pk, state->received);
-    sr_ipc_pack_str(pk, "first");
-    msgpack_pack_uint64(pk, state->first);
-    sr_ipc_pack_str(pk, "buffer");
-    msgpack_pack_array(pk, state->buffer_count);
-
-    for (i = 0; i < state->buffer_count; i++) {
-        sr_ipc_pack_bin(pk, state->buffer[i].data, state->buffer[i].len);
-    }
-
-    sr_ipc_pack_str(pk, "buffer_size");
-    msgpack_pack_uint64(pk, state->buffer_size);
-    sr_ipc_pack_str(pk, "window_ms");
-    msgpack_pack_uint64(pk, state->window_ms);
-    sr_ipc_pack_str(pk, "buffer_bytes");
-    msgpack_pack_uint64(pk, state->buffer_bytes);
-    sr_ipc_pack_str(pk, "pending");
-    msgpack_pack_array(pk, state->pending_count);
-
-    for (i = 0; i < state->pending_count; i++) {
-        sr_ipc_pack_str(pk, state->pending[i]);
-    }
-
-    sr_ipc_pack_str(pk, "exp");
-
-    if (state->has_exp) {
-        msgpack_pack_int64(pk, state->exp);
-
-    } else {
-        msgpack_pack_nil(pk);
-    }
-
-    sr_ipc_pack_str(pk, "ext");
-
-    if (state->ext.data != NULL) {
-        sr_ipc_pack_bin(pk, state->ext.data, state->ext.len);
-
-    } else {
-        msgpack_pack_nil(pk);
-    }
-}
-
-
-int
-sr_ipc_state_encode(const sr_ipc_state_t *state, sr_buf_t *out,
-    sr_error_t *err)
-{
-    msgpack_packer  pk;
-    sr_ipc_sink_t   sink;
-    size_t          start, i;
-    int             rc;
-
-    for (i = 0; i < state->pending_count; i++) {
-        if (state->pending[i] == NULL) {
-            return sr_error_set(err, SR_ERR_INVALID,
-                                "state with a null pending id");
-        }
-    }
-
-    if (state->token == NULL || state->who.hub == NULL
-        || (state->who.protocol != SR_PROTOCOL_JSON
-            && state->who.protocol != SR_PROTOCOL_MSGPACK)
-        || (state->who.claims != NULL && !json_is_object(state->who.claims))
-        || !sr_ipc_state_sum_ok(state))
-    {
-        return sr_error_set(err, SR_ERR_INVALID,
-                            "state needs a token, a hub, a protocol, "
-                            "object claims and a buffer_size that is the "
-                            "sum of its buffer");
-    }
-
-    start = out->len;
-    sr_ipc_packer_init(&pk, &sink, out);
-
-    msgpack_pack_map(&pk, 15);
-    sr_ipc_state_pack_who(&pk, state);
-    sr_ipc_pack_str(&pk, "claims");
-
-    if (state->who.claims == NULL) {
-        msgpack_pack_nil(&pk);
-        rc = SR_OK;
-
-    } else {
-        rc = sr_msgpack_pack_json(&pk, state->who.claims, err);
-    }
-
-    if (rc != SR_OK) {
-        out->len = start;
-        return rc;
-    }
-
-    sr_ipc_state_pack_rest(&pk, state);
-
-    return sr_ipc_packer_done(&sink, start, err);
-}
-
-
-static int
-sr_ipc_state_exp(const msgpack_object *o, sr_ipc_state_t *state,
-    sr_error_t *err)
-{
-    if (o->type == MSGPACK_OBJECT_NIL) {
-        state->has_exp = 0;
-        return SR_OK;
-    }
-
-    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
-        state->exp = o->via.i64;
-
-    } else if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER
-               && o->via.u64 <= INT64_MAX)
-    {
-        state->exp = (int64_t) o->via.u64;
-
-    } else {
-        return sr_error_set(err, SR_ERR_PROTOCOL,
-                            "\"exp\" is not an integer or nil");
-    }
-
-    state->has_exp = 1;
-
-    return SR_OK;
-}
-
-
-/* Sets a bit of *seen for each required key. */
-
-static int
-sr_ipc_state_field(const msgpack_object_kv *kv, sr_ipc_state_t *state,
-    unsigned *seen, sr_error_t *err)
-{
-    const msgpack_object  *v;
-
-    v = &kv->val;
-
-    if (kv->key.type != MSGPACK_OBJECT_STR) {
-        return sr_error_set(err, SR_ERR_PROTOCOL, "map key not a string");
-    }
-
-    if (sr_ipc_key_is(&kv->key, "token")) {
-        *seen |= 1;
-        return sr_ipc_get_str(v, 0, &state->token, "token", err);
-    }
-
-    if (sr_ipc_key_is(&kv->key, "received")) {
-        return sr_ipc_get_uint(v, &state->received, "received", err);
-    }
-
-    if (sr_ipc_key_is(&kv->key, "first")) {
-        *seen |= 2;
-        return sr_ipc_get_uint(v, &state->first, "first", err);
-    }
-
-    if (sr_ipc_key_is(&kv->key, "buffer")) {
-        return sr_ipc_get_bin_array(v, &state->buffer, &state->buffer_count,
-                                    "buffer", err);
-    }
-
-    if (sr_ipc_key_is(&kv->key, "buffer_size")) {
-        *seen |= 4;
-        return sr_ipc_get_uint(v, &state->buffer_size, "buffer_size", err);
-    }
-
-    if (sr_ipc_key_is(&kv->key, "window_ms")) {
-        return sr_ipc_get_uint(v, &state->window_ms, "window_ms", err);
-    }
-
-    if (sr_ipc_key_is(&kv->key, "buffer_bytes")) {
-        return sr_ipc_get_uint(v, &state->buffer_bytes, "buffer_bytes", err);
-    }
-
-    if (sr_ipc_key_is(&kv->key, "pending")) {
-        return sr_ipc_get_str_array(v, &state->pending,
-                                    &state->pending_count, "pending", err);
-    }
-
-    if (sr_ipc_key_is(&kv->key, "exp")) {
-        return sr_ipc_state_exp(v, state, err);
-    }
-
-    if (sr_ipc_key_is(&kv->key, "ext")) {
-        if (v->type == MSGPACK_OBJECT_NIL) {
-            state->ext.data = NULL;
-            state->ext.len = 0;
-            return SR_OK;
-        }
-
-        return sr_ipc_get_bin(v, &state->ext, "ext", err);
-    }
-
-    /* hub, user, protocol, transport, claims; unknown keys pass */
-    return sr_ipc_open_field(kv, &state->who, err);
-}
-
-
-int
-sr_ipc_state_decode(const unsigned char *body, size_t len,
-    sr_ipc_state_t *state, sr_error_t *err)
-{
-    msgpack_unpacked  result;
-    uint32_t          i;
-    unsigned          seen;
-    int               rc;
-
-    memset(state, 0, sizeof(*state));
-    state->who.protocol = (sr_protocol_t) SR_PROTOCOL_COUNT;
-    seen = 0;
-
-    rc = sr_ipc_unpack_map(body, len, &result, "park", err);
-
-    for (i = 0; rc == SR_OK && i < result.data.via.map.size; i++) {
-        rc = sr_ipc_state_field(&result.data.via.map.ptr[i], state, &seen,
-                                err);
-    }
-
-    if (rc == SR_OK
-        && (seen != 7 || state->who.hub == NULL
-            || state->who.protocol == (sr_protocol_t) SR_PROTOCOL_COUNT))
-    {
-        rc = sr_error_set(err, SR_ERR_PROTOCOL,
-                          "park without token, hub, protocol, first or "
-                          "buffer_size");
-    }
-
-    if (rc == SR_OK && !sr_ipc_state_sum_ok(state)) {
-        rc = sr_error_set(err, SR_ERR_PROTOCOL,
-                          "park buffer_size is not the sum of its buffer");
-    }
-
-    msgpack_unpacked_destroy(&result);
-
-    if (rc != SR_OK) {
-        sr_ipc_state_clear(state);
-    }
-
-    return rc;
-}
-
-
-void
-sr_ipc_state_clear(sr_ipc_state_t *state)
-{
-    free(state->token);
-    sr_ipc_open_clear(&state->who);
-    free(state->buffer);
-    sr_ipc_free_strs(state->pending, state->pending_count);
-
-    memset(state, 0, sizeof(*state));
-}
-
-
-int
-sr_ipc_resume_encode(const sr_ipc_resume_t *resume, sr_buf_t *out,
-    sr_error_t *err)
-{
-    msgpack_packer  pk;
-    sr_ipc_sink_t   sink;
-    size_t          start;
-
-    if (resume->token == NULL) {
-        return sr_error_set(err, SR_ERR_INVALID, "resume needs a token");
-    }
-
-    start = out->len;
-    sr_ipc_packer_init(&pk, &sink, out);
-
-    msgpack_pack_map(&pk, 2);
-    sr_ipc_pack_str(&pk, "token");
-    sr_ipc_pack_str(&pk, resume->token);
-    sr_ipc_pack_str(&pk, "ref");
-    msgpack_pack_uint64(&pk, resume->ref);
-
-    return sr_ipc_packer_done(&sink, start, err);
-}
-
-
-int
-sr_ipc_resume_decode(const unsigned char *body, size_t len,
-    sr_ipc_resume_t *resume, sr_error_t *err)
-{
-    msgpack_unpacked    result;
-    msgpack_object_kv  *kv;
-    uint32_t            i;
-    int                 rc, seen;
-
-    memset(resume, 0, sizeof(*resume));
-    seen = 0;
-
-    rc = sr_ipc_unpack_map(body, len, &result, "resume", err);
-
-    for (i = 0; rc == SR_OK && i < result.data.via.map.size; i++) {
-        kv = &result.data.via.map.ptr[i];
-
-        if (kv->key.type != MSGPACK_OBJECT_STR) {
-            rc = sr_error_set(err, SR_ERR_PROTOCOL, "map key not a string");
-
-        } else if (sr_ipc_key_is(&kv->key, "token")) {
-            rc = sr_ipc_get_str(&kv->val, 0, &resume->token, "token", err);
-
-        } else if (sr_ipc_key_is(&kv->key, "ref")) {
-            rc = sr_ipc_get_uint(&kv->val, &resume->ref, "ref", err);
-            seen = 1;
-        }
-    }
-
-    if (rc == SR_OK && (resume->token == NULL || !seen)) {
-        rc = sr_error_set(err, SR_ERR_PROTOCOL,
-                          "resume without a token or a ref");
-    }
-
-    msgpack_unpacked_destroy(&result);
-
-    if (rc != SR_OK) {
-        sr_ipc_resume_clear(resume);
-    }
-
-    return rc;
-}
-
-
-void
-sr_ipc_resume_clear(sr_ipc_resume_t *resume)
-{
-    free(resume->token);
-    memset(resume, 0, sizeof(*resume));
-}
-
-
-int
-sr_ipc_adopt_encode(const sr_ipc_adopt_t *adopt, sr_buf_t *out,
-    sr_error_t *err)
-{
-    msgpack_packer  pk;
-    sr_ipc_sink_t   sink;
-    size_t          start, i;
-
-    if (adopt->state.data == NULL || adopt->state.len == 0) {
-        return sr_error_set(err, SR_ERR_INVALID, "adopt needs a state");
-    }
-
-    start = out->len;
-    sr_ipc_packer_init(&pk, &sink, out);
-
-    msgpack_pack_map(&pk, 3);
-    sr_ipc_pack_str(&pk, "ref");
-    msgpack_pack_uint64(&pk, adopt->ref);
-    sr_ipc_pack_str(&pk, "state");
-    sr_ipc_pack_bin(&pk, adopt->state.data, adopt->state.len);
-    sr_ipc_pack_str(&pk, "appended");
-    msgpack_pack_array(&pk, adopt->appended_count);
-
-    for (i = 0; i < adopt->appended_count; i++) {
-        sr_ipc_pack_bin(&pk, adopt->appended[i].data,
-                        adopt->appended[i].len);
-    }
-
-    return sr_ipc_packer_done(&sink, start, err);
-}
-
-
-int
-sr_ipc_adopt_decode(const unsigned char *body, size_t len,
-    sr_ipc_adopt_t *adopt, sr_error_t *err)
-{
-    msgpack_unpacked    result;
-    msgpack_object_kv  *kv;
-    uint32_t            i;
-    int                 rc, seen;
-
-    memset(adopt, 0, sizeof(*adopt));
-    seen = 0;
-
-    rc = sr_ipc_unpack_map(body, len, &result, "adopt", err);
-
-    for (i = 0; rc == SR_OK && i < result.data.via.map.size; i++) {
-        kv = &result.data.via.map.ptr[i];
-
-        if (kv->key.type != MSGPACK_OBJECT_STR) {
-            rc = sr_error_set(err, SR_ERR_PROTOCOL, "map key not a string");
-
-        } else if (sr_ipc_key_is(&kv->key, "ref")) {
-            rc = sr_ipc_get_uint(&kv->val, &adopt->ref, "ref", err);
-            seen |= 1;
-
-        } else if (sr_ipc_key_is(&kv->key, "state")) {
-            rc = sr_ipc_get_bin(&kv->val, &adopt->state, "state", err);
-            seen |= 2;
-
-        } else if (sr_ipc_key_is(&kv->key, "appended")) {
-            rc = sr_ipc_get_bin_array(&kv->val, &adopt->appended,
-                                      &adopt->appended_count, "appended",
-                                      err);
-        }
-    }
-
-    if (rc == SR_OK && seen != 3) {
-        rc = sr_error_set(err, SR_ERR_PROTOCOL,
-                          "adopt without a ref or a state");
-    }
-
-    msgpack_unpacked_destroy(&result);
-
-    if (rc != SR_OK) {
-        sr_ipc_adopt_clear(adopt);
-    }
-
-    return rc;
-}
-
-
-void
-sr_ipc_adopt_clear(sr_ipc_adopt_t *adopt)
-{
-    free(adopt->appended);
-    memset(adopt, 0, sizeof(*adopt));
-}
-
-
-int
-sr_ipc_resume_failed_encode(const sr_ipc_resume_failed_t *failed,
-    sr_buf_t *out, sr_error_t *err)
-{
-    msgpack_packer  pk;
-    sr_ipc_sink_t   sink;
-    size_t          start;
-
-    start = out->len;
-    sr_ipc_packer_init(&pk, &sink, out);
-
-    msgpack_pack_map(&pk, 2);
-    sr_ipc_pack_str(&pk, "ref");
-    msgpack_pack_uint64(&pk, failed->ref);
-    sr_ipc_pack_str(&pk, "reason");
-    sr_ipc_pack_str(&pk, failed->reason);
-
-    return sr_ipc_packer_done(&sink, start, err);
-}
-
-
-int
-sr_ipc_resume_failed_decode(const unsigned char *body, size_t len,
-    sr_ipc_resume_failed_t *failed, sr_error_t *err)
-{
-    msgpack_unpacked    result;
-    msgpack_object_kv  *kv;
-    uint32_t            i;
-    int                 rc, seen;
-
-    memset(failed, 0, sizeof(*failed));
-    seen = 0;
-
-    rc = sr_ipc_unpack_map(body, len, &result, "resume_failed", err);
-
-    for (i = 0; rc == SR_OK && i < result.data.via.map.size; i++) {
-        kv = &result.data.via.map.ptr[i];
-
-        if (kv->key.type != MSGPACK_OBJECT_STR) {
-            rc = sr_error_set(err, SR_ERR_PROTOCOL, "map key not a string");
-
-        } else if (sr_ipc_key_is(&kv->key, "ref")) {
-            rc = sr_ipc_get_uint(&kv->val, &failed->ref, "ref", err);
-            seen = 1;
-
-        } else if (sr_ipc_key_is(&kv->key, "reason")) {
-            rc = sr_ipc_get_str(&kv->val, 1, &failed->reason, "reason",
-                                err);
-        }
-    }
-
-    if (rc == SR_OK && !seen) {
-        rc = sr_error_set(err, SR_ERR_PROTOCOL, "resume_failed without a ref");
-    }
-
-    msgpack_unpacked_destroy(&result);
-
-    if (rc != SR_OK) {
-        sr_ipc_resume_failed_clear(failed);
-    }
-
-    return rc;
-}
-
-
-void
-sr_ipc_resume_failed_clear(sr_ipc_resume_failed_t *failed)
-{
-    free(failed->reason);
-    memset(failed, 0, sizeof(*failed));
 }

@@ -1066,6 +1066,96 @@ test_adopt_carries_the_state_and_appended_verbatim(void **state)
 }
 
 
+/* A refused body is named, and so is the key that made it fail. */
+static void
+test_decoders_name_the_body_and_the_key(void **state)
+{
+    msgpack_sbuffer  sb;
+    msgpack_packer   pk;
+    sr_ipc_close_t   close;
+    sr_ipc_state_t   park;
+    sr_ipc_hello_t   hello;
+    sr_error_t       err;
+
+    packer_start(&sb, &pk, 1);
+    pack_key(&pk, "allowReconnect");
+    msgpack_pack_str_with_body(&pk, "yes", 3);
+    assert_int_equal(sr_ipc_close_decode((unsigned char *) sb.data, sb.size,
+                                         &close, &err), SR_ERR_PROTOCOL);
+    assert_non_null(strstr(err.str, "close"));
+    assert_non_null(strstr(err.str, "\"allowReconnect\""));
+    assert_non_null(strstr(err.str, "boolean"));
+    msgpack_sbuffer_destroy(&sb);
+
+    packer_start(&sb, &pk, 3);              /* token and hub, no protocol */
+    pack_key(&pk, "token");
+    msgpack_pack_str_with_body(&pk, "t", 1);
+    pack_key(&pk, "hub");
+    msgpack_pack_str_with_body(&pk, "h", 1);
+    pack_key(&pk, "first");
+    msgpack_pack_uint64(&pk, 1);
+    assert_int_equal(sr_ipc_state_decode((unsigned char *) sb.data, sb.size,
+                                         &park, &err), SR_ERR_PROTOCOL);
+    assert_non_null(strstr(err.str, "park"));
+    assert_non_null(strstr(err.str, "\"protocol\""));
+    assert_null(park.token);
+    assert_null(park.who.hub);
+    msgpack_sbuffer_destroy(&sb);
+
+    packer_start(&sb, &pk, 1);
+    msgpack_pack_int(&pk, 1);               /* a key that is no string */
+    msgpack_pack_int(&pk, 2);
+    assert_int_equal(sr_ipc_hello_decode((unsigned char *) sb.data, sb.size,
+                                         &hello, &err), SR_ERR_PROTOCOL);
+    assert_non_null(strstr(err.str, "hello"));
+    assert_non_null(strstr(err.str, "not a string"));
+    msgpack_sbuffer_destroy(&sb);
+}
+
+
+/* A key given twice keeps its last value; the first one is freed. */
+static void
+test_a_repeated_key_keeps_its_last_value(void **state)
+{
+    msgpack_sbuffer  sb;
+    msgpack_packer   pk;
+    sr_ipc_open_t    open;
+    sr_ipc_state_t   park;
+    sr_error_t       err;
+
+    packer_start(&sb, &pk, 4);
+    pack_key(&pk, "hub");
+    msgpack_pack_str_with_body(&pk, "first", 5);
+    pack_key(&pk, "protocol");
+    msgpack_pack_str_with_body(&pk, "json", 4);
+    pack_key(&pk, "hub");
+    msgpack_pack_str_with_body(&pk, "second", 6);
+    pack_key(&pk, "protocol");
+    msgpack_pack_str_with_body(&pk, "messagepack", 11);
+    assert_int_equal(sr_ipc_open_decode((unsigned char *) sb.data, sb.size,
+                                        &open, &err), SR_OK);
+    assert_string_equal(open.hub, "second");
+    assert_int_equal(open.protocol, SR_PROTOCOL_MSGPACK);
+    sr_ipc_open_clear(&open);
+    msgpack_sbuffer_destroy(&sb);
+
+    pack_state_start(&sb, &pk, 2);          /* pending twice */
+    pack_key(&pk, "pending");
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_str_with_body(&pk, "a", 1);
+    msgpack_pack_str_with_body(&pk, "b", 1);
+    pack_key(&pk, "pending");
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_str_with_body(&pk, "c", 1);
+    assert_int_equal(sr_ipc_state_decode((unsigned char *) sb.data, sb.size,
+                                         &park, &err), SR_OK);
+    assert_int_equal(park.pending_count, 1);
+    assert_string_equal(park.pending[0], "c");
+    sr_ipc_state_clear(&park);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+
 int
 main(void)
 {
@@ -1094,6 +1184,8 @@ main(void)
         cmocka_unit_test(test_state_decoder_refuses_malformed_bodies),
         cmocka_unit_test(test_resume_and_resume_failed_round_trip),
         cmocka_unit_test(test_adopt_carries_the_state_and_appended_verbatim),
+        cmocka_unit_test(test_decoders_name_the_body_and_the_key),
+        cmocka_unit_test(test_a_repeated_key_keeps_its_last_value),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
