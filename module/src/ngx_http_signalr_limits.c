@@ -90,6 +90,8 @@ static void ngx_http_signalr_limits_delay(ngx_http_request_t *r);
 static ngx_int_t ngx_http_signalr_limits_reject(ngx_http_request_t *r,
     ngx_uint_t status, ngx_msec_t retry, const char *detail);
 static void ngx_http_signalr_delay_handler(ngx_event_t *ev);
+static void ngx_http_signalr_delay_drain(ngx_http_signalr_session_t *s,
+    ngx_uint_t forward);
 static char *ngx_http_signalr_limit_check(ngx_conf_t *cf,
     ngx_http_signalr_limit_t *lim, const char *name, ngx_uint_t rate);
 
@@ -1211,27 +1213,7 @@ ngx_http_signalr_delay_handler(ngx_event_t *ev)
 void
 ngx_http_signalr_delay_clear(ngx_http_signalr_session_t *s)
 {
-    ngx_queue_t                 *q;
-    ngx_http_signalr_delayed_t  *d;
-
-    if (!s->limits_ready) {
-        return;
-    }
-
-    if (s->delay_timer.timer_set) {
-        ngx_del_timer(&s->delay_timer);
-    }
-
-    while (!ngx_queue_empty(&s->delayed)) {
-        q = ngx_queue_head(&s->delayed);
-        d = ngx_queue_data(q, ngx_http_signalr_delayed_t, queue);
-
-        ngx_queue_remove(q);
-        ngx_free(d);
-    }
-
-    s->ndelayed = 0;
-    s->delayed_bytes = 0;
+    ngx_http_signalr_delay_drain(s, 0);
 }
 
 
@@ -1243,6 +1225,16 @@ ngx_http_signalr_delay_clear(ngx_http_signalr_session_t *s)
 
 void
 ngx_http_signalr_delay_flush(ngx_http_signalr_session_t *s)
+{
+    ngx_http_signalr_delay_drain(s, 1);
+}
+
+
+/* empties the held-back queue, forwarding its messages or not */
+
+static void
+ngx_http_signalr_delay_drain(ngx_http_signalr_session_t *s,
+    ngx_uint_t forward)
 {
     ngx_queue_t                 *q;
     ngx_http_signalr_delayed_t  *d;
@@ -1261,7 +1253,7 @@ ngx_http_signalr_delay_flush(ngx_http_signalr_session_t *s)
 
         ngx_queue_remove(q);
 
-        if (ngx_http_signalr_link_is_up()) {
+        if (forward && ngx_http_signalr_link_is_up()) {
             (void) ngx_http_signalr_link_invoke(s, d->data, d->len);
         }
 
