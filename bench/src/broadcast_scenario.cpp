@@ -64,9 +64,6 @@ private:
     size_t                                    joins_pending_ = 0;
     size_t                                    next_join_client_ = 0;
     bool                                      all_settled_ = false;
-    int64_t                                   start_ns_ = 0;
-    int64_t                                   measure_from_ns_ = 0;
-    bool                                      measuring_ = false;
 };
 
 
@@ -164,14 +161,7 @@ BroadcastScenario::on_setup_done()
 void
 BroadcastScenario::start()
 {
-    start_ns_ = monotonic_ns();
-    measure_from_ns_ = start_ns_
-                       + int64_t(ctx_.opts.warmup_s * double(kNsPerSec));
-
-    ctx_.loop.add_timer(measure_from_ns_ - start_ns_, [this] {
-        measuring_ = true;
-        begin_measurement();
-    });
+    start_warmup();
 
     if (publisher_ != nullptr) {
         size_t  ready = 0;

@@ -247,6 +247,20 @@ HubScenario::sweep()
 
 
 void
+HubScenario::start_warmup()
+{
+    int64_t  warmup_ns = int64_t(ctx_.opts.warmup_s * double(kNsPerSec));
+
+    measure_from_ns_ = monotonic_ns() + warmup_ns;
+
+    ctx_.loop.add_timer(warmup_ns, [this] {
+        measuring_ = true;
+        begin_measurement();
+    });
+}
+
+
+void
 HubScenario::begin_measurement()
 {
     struct rusage  ru;

@@ -38,9 +38,6 @@ private:
     void invoke(size_t i);
 
     std::vector<Caller>  callers_;
-    int64_t              start_ns_ = 0;
-    int64_t              measure_from_ns_ = 0;
-    bool                 measuring_ = false;
     bool                 stopped_ = false;
 };
 
@@ -54,14 +51,7 @@ InvokeScenario::InvokeScenario(WorkerContext &ctx)
 void
 InvokeScenario::start()
 {
-    start_ns_ = monotonic_ns();
-    measure_from_ns_ = start_ns_
-                       + int64_t(ctx_.opts.warmup_s * double(kNsPerSec));
-
-    ctx_.loop.add_timer(measure_from_ns_ - start_ns_, [this] {
-        measuring_ = true;
-        begin_measurement();
-    });
+    start_warmup();
 
     for (size_t i = 0; i < hub_count(); i++) {
         if (hub(i).state() != HubConnection::State::kReady) {

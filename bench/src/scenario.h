@@ -78,6 +78,11 @@ protected:
     void begin_measurement();
     void end_measurement(int64_t window_ns);
 
+    // For scenarios measured over a window after --warmup: sets
+    // measure_from_ns_, and when it comes sets measuring_ and calls
+    // begin_measurement().
+    void start_warmup();
+
     // With defer_ready_ set (in the constructor), the setup step ends
     // when the scenario calls report_ready(), not when the last
     // connection is ready: for work of its own after on_setup_done().
@@ -89,6 +94,8 @@ protected:
     Results         setup_results_;
     bool            finished_ = false;
     bool            defer_ready_ = false;
+    int64_t         measure_from_ns_ = 0;   // see start_warmup()
+    bool            measuring_ = false;
 
 private:
     void start_next_setups();
