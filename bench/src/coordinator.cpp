@@ -279,8 +279,9 @@ measure(const Options &opts, std::vector<Child> &children,
     const std::vector<ProcTarget> &targets, ProcReport *procs)
 {
     int64_t  start = monotonic_ns();
+    int64_t  window_start;
 
-    if (opts.scenario == "idle") {
+    if (opts.scenario == "idle" || opts.scenario == "chat") {
         procs->at_start = sample_all(targets);
     }
 
@@ -289,8 +290,16 @@ measure(const Options &opts, std::vector<Child> &children,
     if (opts.scenario == "chat") {
         pump(children, start + int64_t(opts.timeout_s * kNsPerSec),
              [](const Child &c) { return c.result.has_value(); });
+        procs->after = sample_all(targets);
+        procs->hold_s = double(monotonic_ns() - start) / kNsPerSec;
     } else if (opts.scenario == "invoke" || opts.scenario == "broadcast") {
-        wait_for(children, opts.warmup_s + opts.duration_s);
+        // the servers' CPU over the window the workers measure
+        wait_for(children, opts.warmup_s);
+        procs->at_start = sample_all(targets);
+        window_start = monotonic_ns();
+        wait_for(children, opts.duration_s);
+        procs->after = sample_all(targets);
+        procs->hold_s = double(monotonic_ns() - window_start) / kNsPerSec;
     } else {
         wait_for(children, opts.hold_s);
         procs->after = sample_all(targets);
@@ -334,8 +343,13 @@ run_coordinator(const Options &opts)
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit(opts);
 
-    if (opts.scenario == "idle") {
-        targets = find_targets(opts.pids, opts.nginx_master, opts.daemon_pid);
+    bool  sampled = opts.scenario == "idle" || !opts.pids.empty()
+                    || opts.nginx_master > 0 || opts.daemon_pid > 0
+                    || opts.redis_pid > 0;
+
+    if (sampled) {
+        targets = find_targets(opts.pids, opts.nginx_master, opts.daemon_pid,
+                               opts.redis_pid);
         if (targets.empty()) {
             fprintf(stderr, "signalr-bench: warning: no nginx worker or "
                     "signalrd process found to sample\n");
@@ -377,7 +391,7 @@ run_coordinator(const Options &opts)
     reap(children);
 
     json_t  *report = build_report(opts, setup, run,
-                                   opts.scenario == "idle" ? &procs : nullptr);
+                                   sampled ? &procs : nullptr);
     emit(opts, report);
     json_decref(report);
 

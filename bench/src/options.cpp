@@ -17,7 +17,7 @@ enum OptionId {
     kWarmup, kHold, kTimeout, kTokenRate, kKeepalive, kInflight,
     kSetupConcurrency, kTarget, kPrompt, kUserPrefix, kUserOffset,
     kSignalrctl, kDevKey, kSkipNegotiate, kJson, kOutput, kPids,
-    kNginxMaster, kDaemonPid, kLabel, kRestUrl, kPlainWebsocket, kPublish,
+    kNginxMaster, kDaemonPid, kRedisPid, kLabel, kRestUrl, kPlainWebsocket, kPublish,
     kPublishFormat, kPublishKey, kJoin, kRate, kPayloadBytes, kPublishers,
     kWindow, kTokenArgs,
     kHelp
@@ -52,6 +52,7 @@ const struct option  kLongOptions[] = {
     {"pids", required_argument, nullptr, kPids},
     {"nginx-master", required_argument, nullptr, kNginxMaster},
     {"daemon-pid", required_argument, nullptr, kDaemonPid},
+    {"redis-pid", required_argument, nullptr, kRedisPid},
     {"label", required_argument, nullptr, kLabel},
     {"plain-websocket", no_argument, nullptr, kPlainWebsocket},
     {"publish", required_argument, nullptr, kPublish},
@@ -221,6 +222,10 @@ apply_number(int id, const char *arg, Options *o)
     case kDaemonPid:
         s = parse_count("daemon-pid", arg, 1, 1e9, &n);
         o->daemon_pid = int(n);
+        break;
+    case kRedisPid:
+        s = parse_count("redis-pid", arg, 1, 1e9, &n);
+        o->redis_pid = int(n);
         break;
     case kPayloadBytes:
         s = parse_count("payload-bytes", arg, 48, 16384, &o->payload_bytes);
@@ -462,10 +467,13 @@ usage_text()
 "  --signalrctl PATH      tokens from `signalrctl token` instead of\n"
 "                         GET /dev/token (with --dev-key FILE)\n"
 "  --skip-negotiate       connect the WebSocket without negotiate\n"
-"  --pids A,B,...         idle: processes to sample\n"
-"  --nginx-master PID     idle: sample that master's workers\n"
-"  --daemon-pid PID       idle: sample this signalrd\n"
-"                         (default: every nginx worker and signalrd)\n"
+"  --pids A,B,...         processes to sample (idle: memory and CPU;\n"
+"                         the others: CPU over the measured window)\n"
+"  --nginx-master PID     sample that master's workers\n"
+"  --daemon-pid PID       sample this signalrd\n"
+"  --redis-pid PID        sample this redis-server too\n"
+"                         (idle default: every nginx worker and\n"
+"                         signalrd; the others: none)\n"
 "  --json                 print JSON instead of the table\n"
 "  --output FILE          also write the JSON to FILE\n"
 "  --label TEXT           a note carried into the results\n"

@@ -45,6 +45,7 @@ struct Options {
     std::vector<int>          pids;
     int                       nginx_master = 0;
     int                       daemon_pid = 0;
+    int                       redis_pid = 0;
     std::string               label;
 
     // broadcast (publisher.h)

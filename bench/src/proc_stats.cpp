@@ -142,7 +142,8 @@ sample_process(const ProcTarget &target)
 
 
 std::vector<ProcTarget>
-find_targets(const std::vector<int> &pids, int nginx_master, int daemon_pid)
+find_targets(const std::vector<int> &pids, int nginx_master, int daemon_pid,
+    int redis_pid)
 {
     std::vector<ProcTarget>  targets;
     DIR                     *d;
@@ -158,6 +159,10 @@ find_targets(const std::vector<int> &pids, int nginx_master, int daemon_pid)
 
     if (daemon_pid > 0) {
         targets.push_back({daemon_pid, "signalrd"});
+    }
+
+    if (redis_pid > 0) {
+        targets.push_back({redis_pid, "redis-server"});
     }
 
     d = opendir("/proc");

@@ -38,10 +38,11 @@ Status parse_stat_cpu(std::string_view text, uint64_t *ticks);
 ProcSample sample_process(const ProcTarget &target);
 
 // Which processes to sample: the given pids, else the workers of the
-// given nginx master and the given daemon, else every nginx worker
-// process and every signalrd on the machine.
+// given nginx master, the given daemon and Redis, else every nginx
+// worker process and every signalrd on the machine.
 std::vector<ProcTarget> find_targets(const std::vector<int> &pids,
-                                     int nginx_master, int daemon_pid);
+                                     int nginx_master, int daemon_pid,
+                                     int redis_pid = 0);
 
 }  // namespace bench
 

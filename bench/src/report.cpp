@@ -180,6 +180,45 @@ processes_json(const ProcReport &p, uint64_t connections)
     return out;
 }
 
+
+// CPU of the server processes over the measured window, per role, and
+// what one delivered message cost them: a figure that holds when the
+// run is bound by latency rather than by CPU.
+json_t *
+window_cpu_json(const ProcReport &p, double delivered)
+{
+    std::map<std::string, RoleTotals>  roles;
+    json_t                            *out = json_array();
+
+    for (const auto &after : p.after) {
+        RoleTotals        &t = roles[after.role];
+        const ProcSample  *start = find_pid(p.at_start, after.pid);
+
+        json_array_append_new(t.pids, json_integer(after.pid));
+        if (!after.ok || start == nullptr || !start->ok) {
+            t.complete = false;
+            continue;
+        }
+        t.ticks += after.cpu_ticks - start->cpu_ticks;
+    }
+
+    for (auto &[role, t] : roles) {
+        double  cpu_s = double(t.ticks) / double(p.ticks_per_s);
+
+        json_array_append_new(out, json_pack(
+            "{sssosbsfsfsf}",
+            "role", role.c_str(), "pids", t.pids,
+            "complete", t.complete,
+            "cpu_s", cpu_s,
+            "cpu_percent_of_core", p.hold_s > 0 ? 100 * cpu_s / p.hold_s
+                                                : 0.0,
+            "us_per_delivery", delivered > 0 ? 1e6 * cpu_s / delivered
+                                             : 0.0));
+    }
+
+    return out;
+}
+
 }  // namespace
 
 
@@ -231,9 +270,16 @@ build_report(const Options &opts, const Results &setup, const Results &run,
         "user", double(run.cpu_user_us) / 1e6,
         "system", double(run.cpu_system_us) / 1e6));
 
-    if (procs != nullptr) {
+    if (procs != nullptr && opts.scenario == "idle") {
         json_object_set_new(report, "processes",
                             processes_json(*procs, setup.counter("ready")));
+
+    } else if (procs != nullptr) {
+        // the servers' CPU is sampled over the whole run for chat, whose
+        // window is the generator's own
+        json_object_set_new(report, "server_cpu",
+                            window_cpu_json(*procs, double(run.counter(
+                                "delivered"))));
     }
 
     return report;
@@ -316,6 +362,32 @@ print_processes(FILE *out, const json_t *procs)
     }
 }
 
+
+void
+print_server_cpu(FILE *out, const json_t *cpu)
+{
+    size_t   i;
+    json_t  *p;
+
+    if (cpu == nullptr) {
+        return;
+    }
+
+    fprintf(out, "\n%-13s %5s %9s %9s %13s\n", "process", "count",
+            "CPU s", "% of core", "us/delivered");
+
+    json_array_foreach(const_cast<json_t *>(cpu), i, p) {
+        fprintf(out, "%-13s %5zu %9.2f %9.1f %13.2f%s\n",
+                json_string_value(json_object_get(p, "role")),
+                json_array_size(json_object_get(p, "pids")),
+                json_real_value(json_object_get(p, "cpu_s")),
+                json_real_value(json_object_get(p, "cpu_percent_of_core")),
+                json_real_value(json_object_get(p, "us_per_delivery")),
+                json_is_true(json_object_get(p, "complete"))
+                    ? "" : "  (a process came or went)");
+    }
+}
+
 }  // namespace
 
 
@@ -360,6 +432,8 @@ print_table(FILE *out, const json_t *report)
     if (procs != nullptr) {
         print_processes(out, procs);
     }
+
+    print_server_cpu(out, json_object_get(report, "server_cpu"));
 }
 
 }  // namespace bench

@@ -231,6 +231,16 @@ TcpStream::handle_read()
 
         if (n > 0) {
             handler_->on_data(buf, size_t(n));
+
+            // The socket is level-triggered: a short read drained it, and
+            // whatever comes next raises a new event. Reading again only
+            // to see EAGAIN would double the generator's syscalls per
+            // delivery, and at 10,000 subscribers the generator is the
+            // bottleneck of every server it measures.
+            if (size_t(n) < sizeof(buf)) {
+                return;
+            }
+
             continue;
         }
 

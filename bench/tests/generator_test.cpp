@@ -109,6 +109,37 @@ TEST_F(GeneratorTest, InvokeCountsEveryRoundTripTheHubAnswered)
 }
 
 
+TEST_F(GeneratorTest, InvokeReportsTheCpuOfTheNamedServerPerRoundTrip)
+{
+    MockHub      hub({});
+    std::string  self = std::to_string(getpid());
+
+    ASSERT_TRUE(hub.start().ok());
+    ASSERT_EQ(run({"invoke", "--connections", "20", "--procs", "2",
+                   "--warmup", "0.2", "--duration", "1", "--pids", self},
+                  hub.port()), 0);
+    hub.stop();
+
+    double  delivered = double(json_integer_value(
+        json_object_get(report_, "delivered")));
+    json_t  *cpu = json_object_get(report_, "server_cpu");
+
+    EXPECT_EQ(json_object_get(report_, "processes"), nullptr)
+        << "memory is the idle scenario's";
+    ASSERT_EQ(json_array_size(cpu), 1u);
+
+    json_t  *p = json_array_get(cpu, 0);
+    double   cpu_s = json_real_value(json_object_get(p, "cpu_s"));
+
+    EXPECT_STREQ(json_string_value(json_object_get(p, "role")), "process");
+    EXPECT_TRUE(json_is_true(json_object_get(p, "complete")));
+    EXPECT_GT(cpu_s, 0.0) << "the hub answered every round trip";
+    ASSERT_GT(delivered, 0.0);
+    EXPECT_NEAR(json_real_value(json_object_get(p, "us_per_delivery")),
+                1e6 * cpu_s / delivered, 1e-6);
+}
+
+
 void
 expect_whole_replies(json_t *report, long long conversations, int tokens)
 {
