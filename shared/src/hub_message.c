@@ -10,6 +10,7 @@
 #include <signalr/hub_message.h>
 
 #include "hub_codec_internal.h"
+#include "hub_transcode.h"
 
 
 #define SR_VARINT_MAX_BYTES  5
@@ -46,6 +47,8 @@ static int sr_string_equal(const char *a, const char *b);
 static int sr_value_equal(const json_t *a, const json_t *b);
 static int sr_headers_equal(const json_t *a, const json_t *b);
 static int sr_fanout_decode(sr_fanout_t *fanout, sr_error_t *err);
+static int sr_fanout_transcode(sr_fanout_t *fanout, sr_buf_t *out,
+    sr_error_t *err);
 
 
 void
@@ -767,10 +770,49 @@ sr_fanout_decode(sr_fanout_t *fanout, sr_error_t *err)
 }
 
 
+/*
+ * JSON straight from the MessagePack encoding, the common case of a
+ * message from the daemon (hub_transcode.c); SR_ERR_UNSUPPORTED when
+ * there is none or the message is left to the full codec.
+ */
+static int
+sr_fanout_transcode(sr_fanout_t *fanout, sr_buf_t *out, sr_error_t *err)
+{
+    int                   rc;
+    size_t                len, used;
+    const unsigned char  *payload;
+    const sr_buf_t       *src;
+
+    src = &fanout->framed[SR_PROTOCOL_MSGPACK];
+
+    if (src->len == 0
+        || sr_frame_next(SR_PROTOCOL_MSGPACK, src->data, src->len, 0,
+                         &payload, &len, &used, NULL)
+           != SR_OK)
+    {
+        return SR_ERR_UNSUPPORTED;
+    }
+
+    rc = sr_hub_transcode_msgpack_json(payload, len, out, err);
+
+    if (rc != SR_OK) {
+        return rc;
+    }
+
+    if (sr_buf_append_byte(out, SR_RECORD_SEPARATOR) != SR_OK) {
+        sr_buf_reset(out);
+        return sr_error_set(err, SR_ERR_NOMEM, "out of memory");
+    }
+
+    return SR_OK;
+}
+
+
 const sr_buf_t *
 sr_fanout_framed(sr_fanout_t *fanout, sr_protocol_t protocol,
     sr_error_t *err)
 {
+    int        rc;
     sr_buf_t  *out;
 
     if ((int) protocol < 0 || protocol >= SR_PROTOCOL_COUNT) {
@@ -783,6 +825,18 @@ sr_fanout_framed(sr_fanout_t *fanout, sr_protocol_t protocol,
 
     if (out->len) {
         return out;
+    }
+
+    if (protocol == SR_PROTOCOL_JSON && !fanout->decoded) {
+        rc = sr_fanout_transcode(fanout, out, err);
+
+        if (rc == SR_OK) {
+            return out;
+        }
+
+        if (rc != SR_ERR_UNSUPPORTED) {
+            return NULL;
+        }
     }
 
     if (!fanout->decoded && sr_fanout_decode(fanout, err) != SR_OK) {
