@@ -733,6 +733,29 @@ sr_fanout_init_encoded(sr_fanout_t *fanout, sr_protocol_t protocol,
 }
 
 
+int
+sr_fanout_init_payload(sr_fanout_t *fanout, sr_protocol_t protocol,
+    const unsigned char *payload, size_t len, sr_error_t *err)
+{
+    int  i;
+
+    sr_message_init(&fanout->msg, 0);
+    fanout->decoded = 0;
+
+    for (i = 0; i < SR_PROTOCOL_COUNT; i++) {
+        sr_buf_init(&fanout->framed[i]);
+    }
+
+    if ((int) protocol < 0 || protocol >= SR_PROTOCOL_COUNT) {
+        return sr_error_set(err, SR_ERR_INVALID, "unknown protocol %d",
+                            (int) protocol);
+    }
+
+    return sr_frame_write(protocol, payload, len, &fanout->framed[protocol],
+                          err);
+}
+
+
 static int
 sr_fanout_decode(sr_fanout_t *fanout, sr_error_t *err)
 {

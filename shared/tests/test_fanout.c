@@ -143,6 +143,52 @@ test_encoded_input_is_copied_and_transcoded_on_demand(void **state)
 
 
 static void
+test_an_unframed_payload_is_framed_once_into_the_fanout(void **state)
+{
+    sr_buf_t         framed;
+    sr_error_t       err;
+    sr_fanout_t      fanout;
+    sr_message_t     msg;
+    const sr_buf_t  *packed, *json;
+
+    static const char  expected_json[] =
+        "{\"type\":2,\"invocationId\":\"42\",\"item\":"
+        "{\"text\":\"hello\",\"isFinal\":false}}\x1e";
+
+    make_stream_item(&msg);
+    sr_buf_init(&framed);
+    assert_int_equal(sr_message_encode_payload(SR_PROTOCOL_MSGPACK, &msg,
+                                               &framed, &err), SR_OK);
+    sr_message_clear(&msg);
+
+    assert_int_equal(sr_fanout_init_payload(&fanout, SR_PROTOCOL_MSGPACK,
+                                            framed.data, framed.len, &err),
+                     SR_OK);
+
+    /* the varint length prefix, then the payload as it was */
+    packed = sr_fanout_framed(&fanout, SR_PROTOCOL_MSGPACK, &err);
+    assert_non_null(packed);
+    assert_int_equal(packed->len, framed.len + 1);
+    assert_int_equal(packed->data[0], framed.len);
+    assert_memory_equal(packed->data + 1, framed.data, framed.len);
+
+    json = sr_fanout_framed(&fanout, SR_PROTOCOL_JSON, &err);
+    assert_non_null(json);
+    assert_int_equal(json->len, sizeof(expected_json) - 1);
+    assert_memory_equal(json->data, expected_json, json->len);
+
+    sr_fanout_clear(&fanout);
+
+    assert_int_equal(sr_fanout_init_payload(&fanout, (sr_protocol_t) 7,
+                                            framed.data, framed.len, &err),
+                     SR_ERR_INVALID);
+    sr_fanout_clear(&fanout);
+
+    sr_buf_free(&framed);
+}
+
+
+static void
 test_encoded_input_must_be_exactly_one_frame(void **state)
 {
     sr_error_t   err;
@@ -232,6 +278,8 @@ main(void)
         cmocka_unit_test(test_each_protocol_is_encoded_once_and_shared),
         cmocka_unit_test(
             test_encoded_input_is_copied_and_transcoded_on_demand),
+        cmocka_unit_test(
+            test_an_unframed_payload_is_framed_once_into_the_fanout),
         cmocka_unit_test(test_encoded_input_must_be_exactly_one_frame),
         cmocka_unit_test(
             test_undecodable_input_fails_only_the_other_protocol),

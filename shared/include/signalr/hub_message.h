@@ -156,7 +156,10 @@ int sr_message_encode(sr_protocol_t protocol, const sr_message_t *msg,
  * encoding it on the first call, or NULL with err set.
  * sr_fanout_init_encoded() starts from an already framed encoding in
  * protocol (copied), for a message that arrived encoded: the other
- * protocol is then produced by decoding it once.
+ * protocol is then produced by decoding it once (MessagePack to JSON:
+ * written in one pass, without decoding, where it can be).
+ * sr_fanout_init_payload() does the same from an unframed payload,
+ * framed straight into the fan-out's own buffer.
  */
 typedef struct {
     sr_message_t  msg;
@@ -166,6 +169,8 @@ typedef struct {
 
 void sr_fanout_init(sr_fanout_t *fanout, sr_message_t *msg);
 int sr_fanout_init_encoded(sr_fanout_t *fanout, sr_protocol_t protocol,
+    const unsigned char *payload, size_t len, sr_error_t *err);
+int sr_fanout_init_payload(sr_fanout_t *fanout, sr_protocol_t protocol,
     const unsigned char *payload, size_t len, sr_error_t *err);
 const sr_buf_t *sr_fanout_framed(sr_fanout_t *fanout,
     sr_protocol_t protocol, sr_error_t *err);
