@@ -2,6 +2,8 @@
 
 #include <unordered_set>
 
+#include <signalr/websocket.h>
+
 namespace signalrd {
 
 Json fragment_to_json(const Fragment &f)
@@ -14,6 +16,56 @@ Json fragment_to_json(const Fragment &f)
     json_set_string(obj.get(), "fragmentId", f.fragment_id);
     json_object_set_new(obj.get(), "isFinal", json_boolean(f.is_final));
     return obj;
+}
+
+// Design note: the backlog script's payload is written for every batch, and building a
+// jansson object for it only to print it cost about as much as the rest of the write.
+bool append_json_string(std::string &out, std::string_view s)
+{
+    static const char hex[] = "0123456789ABCDEF";   // jansson writes \u001F
+
+    // the shared library's check, the one the hub codec applies
+    if (!sr_utf8_valid(reinterpret_cast<const unsigned char *>(s.data()), s.size())) {
+        return false;
+    }
+
+    out += '"';
+    for (size_t i = 0; i < s.size(); i++) {
+        unsigned char c = static_cast<unsigned char>(s[i]);
+        switch (c) {
+        case '"': out += "\\\""; break;
+        case '\\': out += "\\\\"; break;
+        case '\b': out += "\\b"; break;
+        case '\f': out += "\\f"; break;
+        case '\n': out += "\\n"; break;
+        case '\r': out += "\\r"; break;
+        case '\t': out += "\\t"; break;
+        default:
+            if (c < 0x20) {
+                out += "\\u00";
+                out += hex[c >> 4];
+                out += hex[c & 0x0f];
+            } else {
+                out += static_cast<char>(c);
+            }
+        }
+    }
+    out += '"';
+    return true;
+}
+
+bool append_fragment_json(std::string &out, const Fragment &f)
+{
+    out += "{\"id\":";
+    bool ok = append_json_string(out, f.message_id);
+    out += ",\"sender\":";
+    ok = ok && append_json_string(out, f.sender);
+    out += ",\"text\":";
+    ok = ok && append_json_string(out, f.text);
+    out += ",\"fragmentId\":";
+    ok = ok && append_json_string(out, f.fragment_id);
+    out += f.is_final ? ",\"isFinal\":true}" : ",\"isFinal\":false}";
+    return ok;
 }
 
 Json message_to_api(const StoredMessage &m)

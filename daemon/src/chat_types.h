@@ -34,6 +34,15 @@ struct Fragment {
 // {"id", "sender", "text", "fragmentId", "isFinal"}, camelCase as ASP.NET Core writes.
 Json fragment_to_json(const Fragment &fragment);
 
+// Appends the compact text of fragment_to_json(fragment) to out, byte for byte what
+// jansson writes, without building the object. false (out then holds a partial text)
+// when a field is not valid UTF-8, which jansson would not take either.
+bool append_fragment_json(std::string &out, const Fragment &fragment);
+
+// Appends s as a JSON string literal, escaped as jansson escapes it; false when s is not
+// valid UTF-8.
+bool append_json_string(std::string &out, std::string_view s);
+
 // A finished message. fragments lists, in order, each fragment's id and the byte offset
 // in text where that fragment ends, so that any resume point inside the message can be
 // answered with exactly the rest of the text, long after the backlog has expired.

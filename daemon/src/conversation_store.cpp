@@ -32,7 +32,7 @@ const char *const backlog_max_len = "100000";
 // length, lease deadline, conversation id, channel, payload, history length. The parent
 // is read here, inside the script, so that a reply finishing meanwhile cannot leave it
 // stale.
-const char *const add_turn_script = SIGNALRD_LUA_BOUND_BACKLOG R"lua(
+const char *const add_turn_text = SIGNALRD_LUA_BOUND_BACKLOG R"lua(
 if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return {'missing'} end
 if redis.call('EXISTS', KEYS[4]) == 1 then return {'busy'} end
 local parent = ''
@@ -54,7 +54,7 @@ return {'ok', parent}
 
 // KEYS: conversation, backlog. ARGV: id, sender, text, fragmentId, isFinal, max length.
 // A conversation deleted mid-reply must not get its backlog back.
-const char *const append_script = R"lua(
+const char *const append_text = R"lua(
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'id', ARGV[1], 'sender', ARGV[2],
            'text', ARGV[3], 'fragmentId', ARGV[4], 'isFinal', ARGV[5])
@@ -74,14 +74,37 @@ return 1
 
 // KEYS: conversation, messages, backlog, lease, cancel, replies, starts. ARGV: message id,
 // sender, text, last fragment id, parts, max length, lease value, lease ms, channel,
-// payload, lease deadline, conversation id, history length.
-const char *const append_batch_script = SIGNALRD_LUA_BOUND_BACKLOG SIGNALRD_LUA_TOP_IS(4) R"lua(
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
+// payload, lease deadline, conversation id, history length, first send ("1": the writer
+// never sent this batch before), starts a message ("1"/"0", for a first send).
+//
+// Design note: this runs for every batch, so it checks no more than it must. While the
+// lease holds this reply's value the conversation exists and the reply has not ended
+// (every script that sets the lease checks both, and ending or deleting deletes it; see
+// the header), so the existence and end checks run only when the lease is not ours,
+// which is rare. A batch sent for the first time cannot be a repeat, and its writer
+// knows whether it starts its message: the newest entry is read (XREVRANGE, a third of
+// the script's cost) only for a batch sent again, or when the lease is not ours. One
+// MGET reads the lease and the cancel key together.
+const char *const append_batch_text = SIGNALRD_LUA_BOUND_BACKLOG R"lua(
+local held = redis.call('MGET', KEYS[4], KEYS[5])
+local lease = held[1]
+local ours = lease == ARGV[7]
+if not ours and redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
+local repeated = false
+local starts = ARGV[15] == '1'
+local top = nil
+if ARGV[14] ~= '1' or not ours then
+  top = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)[1]
+  starts = true
+  if top then for i = 1, #top[2], 2 do
+    if top[2][i] == 'fragmentId' and top[2][i + 1] == ARGV[4] then repeated = true end
+    if top[2][i] == 'id' and top[2][i + 1] == ARGV[1] then starts = false end
+  end end
+end
 if repeated then return {'ok', top[1], '0'} end
-local last = redis.call('LINDEX', KEYS[2], -1)
-if last and cjson.decode(last)['id'] == ARGV[1] then return {'ended'} end
-local lease = redis.call('GET', KEYS[4])
-if lease ~= ARGV[7] then
+if not ours then
+  local last = redis.call('LINDEX', KEYS[2], -1)
+  if last and cjson.decode(last)['id'] == ARGV[1] then return {'ended'} end
   if lease then return {'lost'} end
   redis.call('SET', KEYS[4], ARGV[7], 'PX', ARGV[8])
   redis.call('ZADD', KEYS[6], ARGV[11], ARGV[12])
@@ -92,7 +115,7 @@ local eid = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'id', ARGV[
 if starts then bound_backlog(KEYS[3], KEYS[7], eid, ARGV[13]) end
 redis.call('PUBLISH', ARGV[9], eid .. ' ' .. ARGV[10])
 local cancel = '0'
-if redis.call('GET', KEYS[5]) == ARGV[1] then cancel = '1' end
+if held[2] == ARGV[1] then cancel = '1' end
 return {'ok', eid, cancel}
 )lua";
 
@@ -100,7 +123,7 @@ return {'ok', eid, cancel}
 // fragment's five fields, max length, message record, backlog ttl, lease value, channel,
 // payload, conversation id, history length. The final fragment starts its message when
 // the reply ended before it wrote anything.
-const char *const complete_script = SIGNALRD_LUA_BOUND_BACKLOG SIGNALRD_LUA_TOP_IS(4) R"lua(
+const char *const complete_text = SIGNALRD_LUA_BOUND_BACKLOG SIGNALRD_LUA_TOP_IS(4) R"lua(
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
 if repeated then return 'ok' end
 local last = redis.call('LINDEX', KEYS[2], -1)
@@ -123,22 +146,30 @@ return 'ok'
 #undef SIGNALRD_LUA_TOP_IS
 #undef SIGNALRD_LUA_BOUND_BACKLOG
 
-// KEYS: lease, replies. ARGV: value, ms, instance prefix ("<instance> ") of a lease we
-// may take over, lease deadline, conversation id.
-const char *const claim_script = R"lua(
+// KEYS: lease, replies, conversation, messages. ARGV: value, ms, instance prefix
+// ("<instance> ") of a lease we may take over, lease deadline, conversation id, reply id.
+// Like every script that sets a lease, it checks that the conversation exists and the
+// reply has not ended (append_batch_text relies on it).
+const char *const claim_text = R"lua(
 local v = redis.call('GET', KEYS[1])
 if v and string.sub(v, 1, string.len(ARGV[3])) ~= ARGV[3] then return 0 end
+if redis.call('EXISTS', KEYS[3]) == 0 then return 0 end
+local last = redis.call('LINDEX', KEYS[4], -1)
+if last and cjson.decode(last)['id'] == ARGV[6] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
 return 1
 )lua";
 
-// KEYS: lease, cancel, replies, messages. ARGV: value, ms, reply id, lease deadline,
-// conversation id. Returns 0 (not ours), 1 (renewed) or 2 (renewed, cancel asked for).
-const char *const renew_script = R"lua(
+// KEYS: lease, cancel, replies, messages, conversation. ARGV: value, ms, reply id, lease
+// deadline, conversation id. Returns 0 (not ours), 1 (renewed) or 2 (renewed, cancel
+// asked for). A lease that ran out is taken back only for a reply that has not ended, in
+// a conversation that still exists.
+const char *const renew_text = R"lua(
 local v = redis.call('GET', KEYS[1])
 if v ~= ARGV[1] then
   if v then return 0 end
+  if redis.call('EXISTS', KEYS[5]) == 0 then return 0 end
   local last = redis.call('LINDEX', KEYS[4], -1)
   if last and cjson.decode(last)['id'] == ARGV[3] then return 0 end
 end
@@ -150,7 +181,7 @@ return 1
 
 // KEYS: lease, cancel. ARGV: instance channel prefix, conversation id. The lease value is
 // "<instance> <reply id>"; the instance may itself contain spaces, the reply id not.
-const char *const cancel_script = R"lua(
+const char *const cancel_text = R"lua(
 local v = redis.call('GET', KEYS[1])
 if not v then return 0 end
 local at = string.match(v, '^.* ()')
@@ -161,6 +192,22 @@ redis.call('PUBLISH', ARGV[1] .. string.sub(v, 1, at - 2),
            cjson.encode({type = 'cancel', conversation = ARGV[2], reply = reply}))
 return 1
 )lua";
+
+// The scripts, named by their SHA1 once, on first use.
+#define SIGNALRD_SCRIPT(name) \
+    const RedisScript &name##_script() \
+    { \
+        static const RedisScript script(name##_text); \
+        return script; \
+    }
+SIGNALRD_SCRIPT(add_turn)
+SIGNALRD_SCRIPT(append)
+SIGNALRD_SCRIPT(append_batch)
+SIGNALRD_SCRIPT(complete)
+SIGNALRD_SCRIPT(claim)
+SIGNALRD_SCRIPT(renew)
+SIGNALRD_SCRIPT(cancel)
+#undef SIGNALRD_SCRIPT
 
 // A P:replies member: the conversation and the reply, so that a reply whose instance died
 // before its first fragment can still be ended under its own id.
@@ -368,6 +415,22 @@ std::string ConversationStore::instance_channel(const std::string &instance) con
 
 std::string ConversationStore::fragments_payload(const std::vector<Fragment> &fragments) const
 {
+    // written directly (see append_fragment_json); the same text as below, which is left
+    // for a text that is not valid UTF-8
+    std::string out = "{\"type\":\"fragments\",\"origin\":";
+    bool ok = append_json_string(out, origin_);
+    out += ",\"fragments\":[";
+    for (size_t i = 0; ok && i < fragments.size(); i++) {
+        if (i > 0) {
+            out += ',';
+        }
+        ok = append_fragment_json(out, fragments[i]);
+    }
+    if (ok) {
+        out += "]}";
+        return out;
+    }
+
     Json obj = Json::object();
     Json list = Json::array();
 
@@ -432,16 +495,15 @@ asio::awaitable<Result<NewTurn>> ConversationStore::add_turn(const std::string &
     turn.user_message.fragments.emplace_back(turn.user_fragment.fragment_id, text.size());
     turn.reply_id = new_uuid_v7();
 
-    RedisArgs command = {"EVAL", add_turn_script, "6",
-                         conversation_key(id), messages_key(id), backlog_key(id), lease_key(id),
-                         replies_key(), starts_key(id),
+    RedisArgs command = {"6", conversation_key(id), messages_key(id), backlog_key(id),
+                         lease_key(id), replies_key(), starts_key(id),
                          owner, lease_value(turn.reply_id), lease_ms(),
                          message_to_record(turn.user_message), turn.user_message.id, text,
                          turn.user_fragment.fragment_id, backlog_max_len,
                          std::to_string(lease_deadline()), reply_member(id, turn.reply_id),
                          conversation_channel(id), fragments_payload({turn.user_fragment}),
                          std::to_string(history_messages_)};
-    Result<RedisValue> r = co_await redis_.command(std::move(command));
+    Result<RedisValue> r = co_await redis_.eval(add_turn_script(), std::move(command));
     if (!r.is_ok()) {
         co_return r.status();
     }
@@ -583,13 +645,13 @@ asio::awaitable<Status> ConversationStore::remove(const std::string &id, const s
 asio::awaitable<Status> ConversationStore::append_fragment(const std::string &id,
                                                            const Fragment &f)
 {
-    RedisArgs args = {"EVAL", append_script, "2", conversation_key(id), backlog_key(id)};
+    RedisArgs args = {"2", conversation_key(id), backlog_key(id)};
     for (std::string &a : fragment_args(f)) {
         args.push_back(std::move(a));
     }
     args.push_back(backlog_max_len);
 
-    Result<RedisValue> r = co_await redis_.command(std::move(args));
+    Result<RedisValue> r = co_await redis_.eval(append_script(), std::move(args));
     if (!r.is_ok()) {
         co_return r.status();
     }
@@ -597,7 +659,7 @@ asio::awaitable<Status> ConversationStore::append_fragment(const std::string &id
 }
 
 asio::awaitable<Result<AppendResult>> ConversationStore::append_batch(
-    const std::string &id, const std::vector<Fragment> &batch)
+    const std::string &id, const std::vector<Fragment> &batch, AppendHints hints)
 {
     std::string text;
     std::string parts;
@@ -612,14 +674,16 @@ asio::awaitable<Result<AppendResult>> ConversationStore::append_batch(
     }
 
     const std::string &reply_id = last.message_id;
-    RedisArgs args = {"EVAL", append_batch_script, "7", conversation_key(id), messages_key(id),
-                      backlog_key(id), lease_key(id), cancel_key(id), replies_key(),
-                      starts_key(id),
+    // the keys as messages_key() and the others name them, from one prefix
+    const std::string conv = conversation_key(id);
+    RedisArgs args = {"7", conv, conv + ":messages", conv + ":backlog", conv + ":reply",
+                      conv + ":cancel", replies_key(), conv + ":starts",
                       reply_id, last.sender, text, last.fragment_id, parts, backlog_max_len,
                       lease_value(reply_id), lease_ms(), conversation_channel(id),
                       fragments_payload(batch), std::to_string(lease_deadline()),
-                      reply_member(id, reply_id), std::to_string(history_messages_)};
-    Result<RedisValue> r = co_await redis_.command(std::move(args));
+                      reply_member(id, reply_id), std::to_string(history_messages_),
+                      hints.first_send ? "1" : "0", hints.starts_message ? "1" : "0"};
+    Result<RedisValue> r = co_await redis_.eval(append_batch_script(), std::move(args));
     if (!r.is_ok()) {
         co_return r.status();
     }
@@ -638,9 +702,8 @@ asio::awaitable<Status> ConversationStore::complete_reply(const std::string &id,
                                                           const StoredMessage &message,
                                                           const Fragment &final_fragment)
 {
-    RedisArgs args = {"EVAL", complete_script, "7", conversation_key(id), messages_key(id),
-                      backlog_key(id), lease_key(id), cancel_key(id), replies_key(),
-                      starts_key(id)};
+    RedisArgs args = {"7", conversation_key(id), messages_key(id), backlog_key(id),
+                      lease_key(id), cancel_key(id), replies_key(), starts_key(id)};
     for (std::string &a : fragment_args(final_fragment)) {
         args.push_back(std::move(a));
     }
@@ -653,7 +716,7 @@ asio::awaitable<Status> ConversationStore::complete_reply(const std::string &id,
     args.push_back(reply_member(id, message.id));
     args.push_back(std::to_string(history_messages_));
 
-    Result<RedisValue> r = co_await redis_.command(std::move(args));
+    Result<RedisValue> r = co_await redis_.eval(complete_script(), std::move(args));
     if (!r.is_ok()) {
         co_return r.status();
     }
@@ -670,11 +733,11 @@ asio::awaitable<Status> ConversationStore::complete_reply(const std::string &id,
 asio::awaitable<Result<bool>> ConversationStore::renew_lease(const std::string &id,
                                                              const std::string &reply_id)
 {
-    RedisArgs command = {"EVAL", renew_script, "4", lease_key(id), cancel_key(id),
-                         replies_key(), messages_key(id), lease_value(reply_id), lease_ms(),
+    RedisArgs command = {"5", lease_key(id), cancel_key(id), replies_key(), messages_key(id),
+                         conversation_key(id), lease_value(reply_id), lease_ms(),
                          reply_id, std::to_string(lease_deadline()),
                          reply_member(id, reply_id)};
-    Result<RedisValue> r = co_await redis_.command(std::move(command));
+    Result<RedisValue> r = co_await redis_.eval(renew_script(), std::move(command));
     if (!r.is_ok()) {
         co_return r.status();
     }
@@ -687,10 +750,11 @@ asio::awaitable<Result<bool>> ConversationStore::renew_lease(const std::string &
 asio::awaitable<Status> ConversationStore::claim_lease(const std::string &id,
                                                        const std::string &reply_id)
 {
-    RedisArgs command = {"EVAL", claim_script, "2", lease_key(id), replies_key(),
-                         lease_value(reply_id), lease_ms(), instance_ + " ",
-                         std::to_string(lease_deadline()), reply_member(id, reply_id)};
-    Result<RedisValue> r = co_await redis_.command(std::move(command));
+    RedisArgs command = {"4", lease_key(id), replies_key(), conversation_key(id),
+                         messages_key(id), lease_value(reply_id), lease_ms(), instance_ + " ",
+                         std::to_string(lease_deadline()), reply_member(id, reply_id),
+                         reply_id};
+    Result<RedisValue> r = co_await redis_.eval(claim_script(), std::move(command));
     if (!r.is_ok()) {
         co_return r.status();
     }
@@ -700,9 +764,8 @@ asio::awaitable<Status> ConversationStore::claim_lease(const std::string &id,
 
 asio::awaitable<Result<bool>> ConversationStore::request_cancel(const std::string &id)
 {
-    RedisArgs command = {"EVAL", cancel_script, "2", lease_key(id), cancel_key(id),
-                         prefix_ + ":instance:", id};
-    Result<RedisValue> r = co_await redis_.command(std::move(command));
+    RedisArgs command = {"2", lease_key(id), cancel_key(id), prefix_ + ":instance:", id};
+    Result<RedisValue> r = co_await redis_.eval(cancel_script(), std::move(command));
     if (!r.is_ok()) {
         co_return r.status();
     }

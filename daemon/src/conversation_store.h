@@ -20,7 +20,12 @@
 //                                 reply from starting and dies with a dead instance. The
 //                                 instance name is stable across restarts (host and
 //                                 worker socket), so a restarted daemon knows the leases
-//                                 its previous run left and need not wait them out
+//                                 its previous run left and need not wait them out.
+//                                 Every script that sets it checks that the
+//                                 conversation exists and the reply has not ended, and
+//                                 ending a reply or deleting its conversation deletes
+//                                 it: while it holds a reply's value, that reply may
+//                                 write, which spares each backlog write those checks
 //   P:conversation:{ID}:cancel    the id of a reply someone asked to cancel, 60 s; the
 //                                 generating instance also reads it when it renews its
 //                                 lease, should the pub/sub message have missed it
@@ -41,8 +46,9 @@
 // {"type":"fragments","origin":O,"fragments":[...]} or {"type":"deleted","origin":O}.
 // The entry id lets a subscriber that lost messages read the backlog from there on.
 //
-// Multi-key updates run as Lua scripts or MULTI/EXEC, so that readers never see half a
-// turn. Every method is a coroutine on the daemon's loop.
+// Multi-key updates run as Lua scripts (called by their SHA1, see RedisScript) or
+// MULTI/EXEC, so that readers never see half a turn. Every method is a coroutine on the
+// daemon's loop.
 
 #pragma once
 
@@ -61,6 +67,14 @@ inline constexpr std::chrono::milliseconds reply_lease_duration{15000};
 struct AppendResult {
     std::string entry_id;
     bool cancel_requested = false;
+};
+
+// What the writer of a batch knows that the store would otherwise read from the backlog.
+// Only a writer that keeps its reply's order itself may set them: with first_send, a
+// repeat of the batch is not recognised.
+struct AppendHints {
+    bool first_send = false;       // this batch was never sent before
+    bool starts_message = false;   // with first_send: no fragment of its message is stored
 };
 
 // A member of P:replies.
@@ -117,11 +131,12 @@ public:
     // Appends fragments of one reply (not empty, none final, same message id) as one
     // backlog entry and publishes them, in one script. Safe to repeat after an unknown
     // outcome: a batch whose last fragment is already the newest entry is not stored
-    // again. A lease that ran out while Redis was away is taken back if nobody else took
-    // it. not_found: the conversation is gone; conflict: the reply was ended, or taken
-    // over by another instance.
+    // again (unless hints says it was never sent). A lease that ran out while Redis was
+    // away is taken back if nobody else took it. not_found: the conversation is gone;
+    // conflict: the reply was ended, or taken over by another instance.
     asio::awaitable<Result<AppendResult>> append_batch(const std::string &id,
-                                                       const std::vector<Fragment> &batch);
+                                                       const std::vector<Fragment> &batch,
+                                                       AppendHints hints = {});
 
     // Ends a reply: stores its final fragment and the finished message, publishes the
     // final fragment, starts the backlog's expiry and releases the lease, in one step.

@@ -10,7 +10,7 @@ uint64_t FragmentBus::subscribe(const std::string &conversation_id, Listener lis
     auto &mine = listeners_[conversation_id];
     bool first = mine.empty();
 
-    mine.emplace(handle, std::move(listener));
+    mine.emplace(handle, std::make_shared<Listener>(std::move(listener)));
     if (first && bridge_ != nullptr) {
         bridge_->watch(conversation_id);
     }
@@ -45,6 +45,12 @@ void FragmentBus::publish(const std::string &conversation_id, const Conversation
     if (it == listeners_.end()) {
         return;
     }
+    // the usual case, one stream following the conversation
+    if (it->second.size() == 1) {
+        std::shared_ptr<Listener> only = it->second.begin()->second;
+        (*only)(event);
+        return;
+    }
 
     // listeners may change the map while called: walk a copy of the handles and look
     // each one up again
@@ -59,8 +65,8 @@ void FragmentBus::publish(const std::string &conversation_id, const Conversation
         }
         auto l = conv->second.find(handle);
         if (l != conv->second.end()) {
-            Listener copy = l->second;
-            copy(event);
+            std::shared_ptr<Listener> keep = l->second;
+            (*keep)(event);
         }
     }
 }

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <unordered_map>
 
@@ -61,7 +62,9 @@ public:
     size_t listener_count(const std::string &conversation_id) const;
 
 private:
-    std::unordered_map<std::string, std::map<uint64_t, Listener>> listeners_;
+    // shared, so that a call can keep its listener alive should it unsubscribe itself,
+    // without copying the function (an allocation) for every event
+    std::unordered_map<std::string, std::map<uint64_t, std::shared_ptr<Listener>>> listeners_;
     uint64_t next_handle_ = 1;
     BusBridge *bridge_ = nullptr;
 };

@@ -5,6 +5,7 @@
 
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
+#include <openssl/evp.h>
 
 namespace signalrd {
 
@@ -21,6 +22,31 @@ std::string RedisEndpoint::describe() const
     }
     return host + ":" + std::to_string(port);
 }
+
+namespace {
+
+// Redis names a script by the SHA1 of its text, in lowercase hex.
+std::string sha1_hex(const std::string &text)
+{
+    static const char digits[] = "0123456789abcdef";
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int digest_len = 0;
+    std::string hex;
+
+    if (EVP_Digest(text.data(), text.size(), digest, &digest_len, EVP_sha1(), nullptr) != 1) {
+        // an empty name is never a cached script: every call then falls back to EVAL
+        return hex;
+    }
+    for (unsigned int i = 0; i < digest_len; i++) {
+        hex += digits[digest[i] >> 4];
+        hex += digits[digest[i] & 0x0f];
+    }
+    return hex;
+}
+
+}  // namespace
+
+RedisScript::RedisScript(std::string body) : body_(std::move(body)), sha1_(sha1_hex(body_)) {}
 
 Result<RedisEndpoint> parse_redis_url(const std::string &url)
 {
@@ -501,17 +527,28 @@ asio::awaitable<void> RedisClient::keep_alive()
 
 void RedisClient::submit(const RedisArgs &args, PendingCall *call)
 {
-    std::vector<const char *> argv;
-    std::vector<size_t> lens;
+    // every backlog write passes here: the usual command fits on the stack
+    constexpr size_t on_stack = 32;
+    const char *argv_small[on_stack];
+    size_t lens_small[on_stack];
+    std::vector<const char *> argv_large;
+    std::vector<size_t> lens_large;
+    const char **argv = argv_small;
+    size_t *lens = lens_small;
 
-    for (const std::string &a : args) {
-        argv.push_back(a.data());
-        lens.push_back(a.size());
+    if (args.size() > on_stack) {
+        argv_large.resize(args.size());
+        lens_large.resize(args.size());
+        argv = argv_large.data();
+        lens = lens_large.data();
+    }
+    for (size_t i = 0; i < args.size(); i++) {
+        argv[i] = args[i].data();
+        lens[i] = args[i].size();
     }
     if (context_ == nullptr || !ready_ ||
         redisAsyncCommandArgv(context_, call ? reply_callback : nullptr, call,
-                              static_cast<int>(argv.size()), argv.data(),
-                              lens.data()) != REDIS_OK) {
+                              static_cast<int>(args.size()), argv, lens) != REDIS_OK) {
         if (call != nullptr) {
             call->complete(Status::unavailable("redis is not connected"));
             delete call;
@@ -557,6 +594,32 @@ asio::awaitable<Result<RedisValue>> RedisClient::command(RedisArgs args)
             submit(a, new CoroutineCall<Handler>(std::move(handler)));
         },
         asio::use_awaitable, std::move(args));
+}
+
+// args is read only while the command is formatted, before the first suspension, so it
+// may be a reference: eval() sends the same arguments a second time.
+asio::awaitable<Result<RedisValue>> RedisClient::send(const RedisArgs &args)
+{
+    return asio::async_initiate<decltype(asio::use_awaitable), void(Result<RedisValue>)>(
+        [this, &args](auto handler) {
+            using Handler = decltype(handler);
+            submit(args, new CoroutineCall<Handler>(std::move(handler)));
+        },
+        asio::use_awaitable);
+}
+
+asio::awaitable<Result<RedisValue>> RedisClient::eval(const RedisScript &script, RedisArgs args)
+{
+    args.insert(args.begin(), {"EVALSHA", script.sha1()});
+    Result<RedisValue> r = co_await send(args);
+    // NOSCRIPT: nothing ran, so sending the text is no repeat
+    if (r.is_ok() || r.status().code() != StatusCode::internal ||
+        r.status().message().rfind("redis: NOSCRIPT", 0) != 0) {
+        co_return r;
+    }
+    args[0] = "EVAL";
+    args[1] = script.body();
+    co_return co_await send(args);
 }
 
 asio::awaitable<Result<RedisValue>> RedisClient::transaction(std::vector<RedisArgs> commands)

@@ -66,6 +66,21 @@ Result<RedisEndpoint> parse_redis_url(const std::string &url);
 
 using RedisArgs = std::vector<std::string>;
 
+// A Lua script that is called by its SHA1 (EVALSHA), so that Redis neither receives nor
+// hashes its text on every call: sent whole with EVAL, the text of a backlog script cost
+// more than the commands it runs.
+class RedisScript {
+public:
+    explicit RedisScript(std::string body);
+
+    const std::string &body() const { return body_; }
+    const std::string &sha1() const { return sha1_; }   // lowercase hex, as Redis names it
+
+private:
+    std::string body_;
+    std::string sha1_;
+};
+
 // A pub/sub message: the channel and the payload.
 using RedisMessageHandler = std::function<void(const std::string &, const std::string &)>;
 // Redis confirmed a SUBSCRIBE of this channel.
@@ -105,6 +120,13 @@ public:
     // Redis's text; a lost or absent connection, StatusCode::unavailable.
     asio::awaitable<Result<RedisValue>> command(RedisArgs args);
 
+    // Runs script: args are the key count, the keys, then the arguments, as EVAL takes
+    // them. It is called by its SHA1; when Redis does not know it (it restarted, failed
+    // over, or ran SCRIPT FLUSH), it answers NOSCRIPT without running anything, and the
+    // call is sent once more as EVAL, which runs the script and caches it for the calls
+    // after. Callers see one call either way.
+    asio::awaitable<Result<RedisValue>> eval(const RedisScript &script, RedisArgs args);
+
     // Sends MULTI, commands and EXEC back to back, so that no command of another
     // coroutine can fall inside the transaction. Returns EXEC's array of replies
     // (an element may be an error reply).
@@ -120,6 +142,7 @@ private:
     void drop_connection(const char *why);
     asio::awaitable<void> keep_alive();
     void submit(const RedisArgs &args, PendingCall *call);
+    asio::awaitable<Result<RedisValue>> send(const RedisArgs &args);
     bool submit_subscription(const char *verb, const std::vector<std::string> &channels);
     void notify_state(bool up);
     static void on_connect(const redisAsyncContext *ac, int status);

@@ -300,7 +300,11 @@ asio::awaitable<bool> ReplyRunner::retry_pause(Reply &reply, int attempt)
 asio::awaitable<Status> ReplyRunner::write_batch(Reply &reply, const std::vector<Fragment> &batch)
 {
     for (int attempt = 0;; attempt++) {
-        Result<AppendResult> r = co_await store_.append_batch(reply.conversation_id, batch);
+        // the first send of a batch cannot be a repeat, and it starts the message when
+        // nothing of the reply is stored yet
+        AppendHints hints{attempt == 0, reply.fragments.empty()};
+        Result<AppendResult> r = co_await store_.append_batch(reply.conversation_id, batch,
+                                                              hints);
         if (r.is_ok()) {
             for (const Fragment &f : batch) {
                 reply.text += f.text;

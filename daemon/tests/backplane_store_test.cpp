@@ -82,6 +82,127 @@ TEST_F(BackplaneStore, AReplyTakenOverOrEndedElsewhereCannotWriteAnyMore)
     EXPECT_TRUE(load(id)->lease_is_ours);
 }
 
+TEST_F(BackplaneStore, WritesGoOnAfterRedisForgetsItsScripts)
+{
+    auto turn = testing::run_coro(io_, store_->create("alice", "flush"));
+    ASSERT_TRUE(turn && turn->is_ok());
+    const std::string id = (*turn)->conversation_id;
+    const std::string reply = (*turn)->reply_id;
+
+    auto before = testing::run_coro(io_, store_->append_batch(id, {part(reply, "one ")}));
+    ASSERT_TRUE(before && before->is_ok());
+    // what a restarted or failed-over Redis looks like to the scripts' callers
+    ASSERT_TRUE(testing::run_coro(io_, redis_->command({"SCRIPT", "FLUSH"})));
+    auto after = testing::run_coro(io_, store_->append_batch(id, {part(reply, "two ")}));
+    ASSERT_TRUE(after && after->is_ok()) << after->status().message();
+    EXPECT_TRUE(testing::run_coro(io_, store_->renew_lease(id, reply))->is_ok());
+
+    auto s = load(id);
+    ASSERT_TRUE(s);
+    ASSERT_EQ(s->backlog.size(), 3u) << "the turn, one and two, each once";
+    EXPECT_EQ(s->backlog[1].text, "one ");
+    EXPECT_EQ(s->backlog[2].text, "two ");
+
+    auto loaded = testing::run_coro(io_, redis_->command({"SCRIPT", "EXISTS",
+                                                          RedisScript("return 1").sha1()}));
+    ASSERT_TRUE(loaded && loaded->is_ok());
+    ASSERT_EQ((*loaded)->elements.size(), 1u);
+    EXPECT_EQ((*loaded)->elements[0].integer, 0) << "a script never run is not cached";
+}
+
+TEST_F(BackplaneStore, ARedisScriptIsNamedAsRedisNamesIt)
+{
+    RedisScript script("return 'named'");
+    auto loaded = testing::run_coro(io_, redis_->command({"SCRIPT", "LOAD", script.body()}));
+    ASSERT_TRUE(loaded && loaded->is_ok());
+    EXPECT_EQ((*loaded)->str, script.sha1());
+
+    auto r = testing::run_coro(io_, redis_->eval(script, {"0"}));
+    ASSERT_TRUE(r && r->is_ok());
+    EXPECT_EQ((*r)->str, "named");
+
+    auto bad = testing::run_coro(io_, redis_->eval(RedisScript("return redis.call('NOPE')"),
+                                                   {"0"}));
+    ASSERT_TRUE(bad);
+    EXPECT_EQ(bad->status().code(), StatusCode::internal) << "a script's error is no NOSCRIPT";
+}
+
+TEST_F(BackplaneStore, AFirstSendSkipsTheRepeatCheckButKeepsTheOtherGuarantees)
+{
+    auto turn = testing::run_coro(io_, store_->create("alice", "hints"));
+    ASSERT_TRUE(turn && turn->is_ok());
+    const std::string id = (*turn)->conversation_id;
+    const std::string reply = (*turn)->reply_id;
+    std::vector<Fragment> first = {part(reply, "a ")};
+    std::vector<Fragment> second = {part(reply, "b ")};
+
+    auto w1 = testing::run_coro(io_, store_->append_batch(id, first, {true, true}));
+    auto w2 = testing::run_coro(io_, store_->append_batch(id, second, {true, false}));
+    ASSERT_TRUE(w1 && w1->is_ok() && w2 && w2->is_ok());
+    // sent again after an unknown outcome, without the hint: recognised
+    auto again = testing::run_coro(io_, store_->append_batch(id, second));
+    ASSERT_TRUE(again && again->is_ok());
+    EXPECT_EQ((*again)->entry_id, (*w2)->entry_id);
+    EXPECT_EQ(load(id)->backlog.size(), 3u);
+
+    // the message's start was noted once: the starts list names the first reply entry
+    auto starts = testing::run_coro(io_, redis_->command({"LRANGE", store_->starts_key(id),
+                                                          "0", "-1"}));
+    ASSERT_TRUE(starts && starts->is_ok());
+    ASSERT_EQ((*starts)->elements.size(), 1u);
+    EXPECT_EQ((*starts)->elements[0].str, (*w1)->entry_id);
+
+    // ended: nothing more is appended, first send or not
+    StoredMessage m{reply, sender_assistant, "a b ", "", unix_now_ms(), {}};
+    Fragment fin{reply, sender_assistant, "", new_uuid_v7(), true};
+    m.fragments = {{first[0].fragment_id, 2}, {second[0].fragment_id, 4},
+                   {fin.fragment_id, 4}};
+    ASSERT_TRUE(testing::run_coro(io_, store_->complete_reply(id, m, fin))->is_ok());
+    auto late = testing::run_coro(io_, store_->append_batch(id, {part(reply, "late")},
+                                                            {true, false}));
+    ASSERT_TRUE(late);
+    EXPECT_EQ(late->status().code(), StatusCode::conflict);
+    EXPECT_EQ(load(id)->backlog.size(), 4u) << "the turn, a, b and the final fragment";
+}
+
+TEST_F(BackplaneStore, ALeaseIsNeverSetAgainForAnEndedReplyOrADeletedConversation)
+{
+    auto turn = testing::run_coro(io_, store_->create("alice", "gone"));
+    ASSERT_TRUE(turn && turn->is_ok());
+    const std::string id = (*turn)->conversation_id;
+    const std::string reply = (*turn)->reply_id;
+
+    // ended: a late renewal or claim must not bring the lease back, as a later write
+    // under it would skip the end check
+    StoredMessage m{reply, sender_assistant, "x", "", unix_now_ms(), {}};
+    Fragment fin{reply, sender_assistant, "x", new_uuid_v7(), true};
+    m.fragments = {{fin.fragment_id, 1}};
+    ASSERT_TRUE(testing::run_coro(io_, store_->complete_reply(id, m, fin))->is_ok());
+    EXPECT_EQ(testing::run_coro(io_, store_->renew_lease(id, reply))->status().code(),
+              StatusCode::not_found);
+    EXPECT_EQ(testing::run_coro(io_, store_->claim_lease(id, reply))->code(),
+              StatusCode::conflict);
+    EXPECT_FALSE(load(id)->reply_running);
+
+    // deleted mid-reply: neither brings the lease nor the backlog back
+    auto other = testing::run_coro(io_, store_->create("alice", "deleted"));
+    ASSERT_TRUE(other && other->is_ok());
+    const std::string gone = (*other)->conversation_id;
+    const std::string gone_reply = (*other)->reply_id;
+    ASSERT_TRUE(testing::run_coro(io_, store_->remove(gone, "alice"))->is_ok());
+    EXPECT_FALSE(testing::run_coro(io_, store_->renew_lease(gone, gone_reply))->is_ok());
+    EXPECT_FALSE(testing::run_coro(io_, store_->claim_lease(gone, gone_reply))->is_ok());
+    auto write = testing::run_coro(io_, store_->append_batch(gone, {part(gone_reply, "z")},
+                                                             {true, false}));
+    ASSERT_TRUE(write);
+    EXPECT_EQ(write->status().code(), StatusCode::not_found);
+    for (const std::string &key : {store_->lease_key(gone), store_->backlog_key(gone)}) {
+        auto exists = testing::run_coro(io_, redis_->command({"EXISTS", key}));
+        ASSERT_TRUE(exists && exists->is_ok());
+        EXPECT_EQ((*exists)->integer, 0) << key;
+    }
+}
+
 TEST_F(BackplaneStore, ACancelRequestReachesTheLeaseHolderAndItsRenewal)
 {
     auto turn = testing::run_coro(io_, store_->create("alice", "cancel"));

@@ -5,6 +5,51 @@ namespace {
 
 using Store = testing::ChatFixture;
 
+TEST(FragmentJson, IsWrittenAsJanssonWritesIt)
+{
+    const std::vector<std::string> texts = {
+        "", "plain words ", "quote \" and \\ back", "tab\tnew\nline\rcr\bbs\fff",
+        std::string("nul \0 byte", 10), "\x01\x1f\x7f", "slash / and <tags>",
+        "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "\xe2\x80\xa8 line separator"};
+    for (const std::string &text : texts) {
+        for (bool final : {false, true}) {
+            Fragment f{"m-1", sender_assistant, text, "f-1", final};
+            std::string mine;
+            ASSERT_TRUE(append_fragment_json(mine, f));
+            EXPECT_EQ(mine, json_text(fragment_to_json(f).get())) << text;
+        }
+    }
+}
+
+TEST(FragmentJson, RefusesTextThatIsNotUtf8)
+{
+    const std::vector<std::string> bad = {
+        "\xff", "\xc3", "\xc0\xaf", "\xe0\x80\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80",
+        "ok then \xe2\x82"};
+    for (const std::string &text : bad) {
+        std::string out;
+        EXPECT_FALSE(append_json_string(out, text)) << "byte " << int(uint8_t(text.back()));
+        EXPECT_EQ(json_stringn(text.data(), text.size()), nullptr) << "jansson agrees";
+    }
+}
+
+TEST_F(Store, TheFragmentsPayloadIsValidJsonEvenForTextThatIsNotUtf8)
+{
+    Fragment good{"m-1", sender_assistant, "a \"b\"", "f-1", false};
+    Fragment bad{"m-1", sender_assistant, "\xff", "f-2", false};
+
+    for (const auto &fragments : {std::vector<Fragment>{good, good},
+                                  std::vector<Fragment>{good, bad}}) {
+        std::string payload = store_->fragments_payload(fragments);
+        auto parsed = parse_json(payload);
+        ASSERT_TRUE(parsed.is_ok()) << payload;
+        const char *origin = json_get_string(parsed->get(), "origin");
+        ASSERT_NE(origin, nullptr) << payload;
+        EXPECT_EQ(origin, store_->origin());
+        EXPECT_EQ(json_array_size(json_object_get(parsed->get(), "fragments")), 2u);
+    }
+}
+
 TEST_F(Store, CreateStoresTheConversationItsFirstTurnAndALease)
 {
     auto turn = testing::run_coro(io_, store_->create("alice", "  What   is\na hub?  "));

@@ -46,5 +46,27 @@ TEST(FragmentBus, ListenerMayUnsubscribeItselfAndOthersWhileCalled)
     EXPECT_EQ(bus.listener_count("c"), 0u);
 }
 
+TEST(FragmentBus, ASoleListenerMayUnsubscribeItselfAndItsCapturesStayValid)
+{
+    FragmentBus bus;
+    auto text = std::make_shared<std::string>();
+    uint64_t handle = 0;
+
+    // the listener's own state dies with it: reading it after unsubscribing would be a
+    // use after free, should the bus not keep the listener alive for the call
+    handle = bus.subscribe("c", [&bus, &handle, text](const ConversationEvent &e) {
+        bus.unsubscribe("c", handle);
+        *text += e.fragment.text;
+    });
+    std::weak_ptr<std::string> watch = text;
+    text.reset();
+
+    bus.publish("c", fragment_event("x"));
+    bus.publish("c", fragment_event("y"));
+
+    EXPECT_EQ(bus.listener_count("c"), 0u);
+    EXPECT_TRUE(watch.expired()) << "the listener is gone once the call returned";
+}
+
 }  // namespace
 }  // namespace signalrd
