@@ -8,7 +8,7 @@
 #include "ngx_http_signalr_module.h"
 
 
-/* re-armed when the token outlives what one timer should wait */
+/* the longest wait for an expiry: the timer is re-armed after it */
 #define NGX_HTTP_SIGNALR_EXPIRY_STEP  86400
 
 #define NGX_HTTP_SIGNALR_TOKEN_EXPIRED  "token expired"
@@ -22,8 +22,6 @@ static ngx_uint_t ngx_http_signalr_authz_granted(json_t *claims,
     ngx_array_t *names, ngx_str_t *want, ngx_uint_t words);
 static char *ngx_http_signalr_authz_default(ngx_conf_t *cf,
     ngx_array_t **list, const char **names);
-static void ngx_http_signalr_expiry_handler(ngx_event_t *ev);
-static void ngx_http_signalr_expiry_arm(ngx_http_signalr_session_t *s);
 
 
 /*
@@ -259,63 +257,47 @@ ngx_http_signalr_authz_default(ngx_conf_t *cf, ngx_array_t **list,
 
 
 /*
- * Ends the connection when its token expires (exp plus the leeway the
- * token was accepted with), with a Close that allows reconnecting: a
- * client reconnecting asks its accessTokenFactory for a fresh token.
+ * The time until the connection's token expires (exp plus the leeway the
+ * token was accepted with), bounded by a day; NGX_TIMER_INFINITE when no
+ * expiry applies. The session timer waits for the first of this, the
+ * keep-alive and the client timeout: a deadline kept in the session
+ * rather than a timer of its own.
  */
 
-void
-ngx_http_signalr_expiry_start(ngx_http_signalr_session_t *s)
-{
-    if (!s->conf->jwt_close_expired || s->expires == 0) {
-        return;
-    }
-
-    s->expiry_timer.handler = ngx_http_signalr_expiry_handler;
-    s->expiry_timer.data = s;
-    s->expiry_timer.log = s->log;
-    s->expiry_timer.cancelable = 1;
-
-    ngx_http_signalr_expiry_arm(s);
-}
-
-
-void
-ngx_http_signalr_expiry_stop(ngx_http_signalr_session_t *s)
-{
-    if (s->expiry_timer.timer_set) {
-        ngx_del_timer(&s->expiry_timer);
-    }
-}
-
-
-static void
-ngx_http_signalr_expiry_arm(ngx_http_signalr_session_t *s)
+ngx_msec_t
+ngx_http_signalr_expiry_left(ngx_http_signalr_session_t *s)
 {
     time_t  left;
 
+    if (!s->conf->jwt_close_expired || s->expires == 0) {
+        return NGX_TIMER_INFINITE;
+    }
+
     left = s->expires + s->conf->jwt_leeway - ngx_time();
+
+    if (left <= 0) {
+        return 0;
+    }
 
     if (left > NGX_HTTP_SIGNALR_EXPIRY_STEP) {
         left = NGX_HTTP_SIGNALR_EXPIRY_STEP;
     }
 
-    ngx_add_timer(&s->expiry_timer, left > 0 ? (ngx_msec_t) left * 1000 : 1);
+    return (ngx_msec_t) left * 1000;
 }
 
 
-static void
-ngx_http_signalr_expiry_handler(ngx_event_t *ev)
+/*
+ * From the session timer: ends a connection whose token has expired,
+ * with a Close that allows reconnecting (a client reconnecting asks its
+ * accessTokenFactory for a fresh token). NGX_DONE when it did.
+ */
+
+ngx_int_t
+ngx_http_signalr_expiry_check(ngx_http_signalr_session_t *s)
 {
-    ngx_http_signalr_session_t  *s = ev->data;
-
-    if (s->close_sent) {
-        return;
-    }
-
-    if (s->expires + s->conf->jwt_leeway > ngx_time()) {
-        ngx_http_signalr_expiry_arm(s);
-        return;
+    if (ngx_http_signalr_expiry_left(s) != 0) {
+        return NGX_OK;
     }
 
     ngx_log_error(NGX_LOG_INFO, s->log, 0,
@@ -324,4 +306,6 @@ ngx_http_signalr_expiry_handler(ngx_event_t *ev)
 
     ngx_http_signalr_session_end(s, NGX_HTTP_SIGNALR_TOKEN_EXPIRED, 1,
                                  SR_WS_CLOSE_NORMAL);
+
+    return NGX_DONE;
 }

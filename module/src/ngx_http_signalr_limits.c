@@ -89,6 +89,8 @@ static ngx_int_t ngx_http_signalr_limits_wait(ngx_http_request_t *r,
 static void ngx_http_signalr_limits_delay(ngx_http_request_t *r);
 static ngx_int_t ngx_http_signalr_limits_reject(ngx_http_request_t *r,
     ngx_uint_t status, ngx_msec_t retry, const char *detail);
+static ngx_http_signalr_delay_t *ngx_http_signalr_delay_create(
+    ngx_http_signalr_session_t *s);
 static void ngx_http_signalr_delay_handler(ngx_event_t *ev);
 static void ngx_http_signalr_delay_drain(ngx_http_signalr_session_t *s,
     ngx_uint_t forward);
@@ -952,12 +954,6 @@ ngx_http_signalr_limits_attach(ngx_http_request_t *r,
 
     slcf = s->conf;
 
-    ngx_queue_init(&s->delayed);
-
-    s->delay_timer.handler = ngx_http_signalr_delay_handler;
-    s->delay_timer.data = s;
-    s->delay_timer.log = r->connection->log;
-    s->delay_timer.cancelable = 1;
     s->limits_ready = 1;
 
     *detail = "internal error";
@@ -1145,12 +1141,22 @@ ngx_int_t
 ngx_http_signalr_delay_push(ngx_http_signalr_session_t *s,
     const u_char *data, size_t len, ngx_msec_t delay)
 {
+    ngx_http_signalr_delay_t    *dl;
     ngx_http_signalr_delayed_t  *d;
 
-    if (s->ndelayed >= NGX_HTTP_SIGNALR_MAX_DELAYED
-        || s->delayed_bytes + len > s->conf->send_queue_size)
+    dl = s->delay;
+
+    if (dl && (dl->n >= NGX_HTTP_SIGNALR_MAX_DELAYED
+               || dl->bytes + len > s->conf->send_queue_size))
     {
         return NGX_DECLINED;
+    }
+
+    if (dl == NULL) {
+        dl = ngx_http_signalr_delay_create(s);
+        if (dl == NULL) {
+            return NGX_ERROR;
+        }
     }
 
     d = ngx_alloc(offsetof(ngx_http_signalr_delayed_t, data) + len,
@@ -1163,15 +1169,43 @@ ngx_http_signalr_delay_push(ngx_http_signalr_session_t *s,
     d->len = len;
     d->due = ngx_current_msec + delay;
 
-    ngx_queue_insert_tail(&s->delayed, &d->queue);
-    s->ndelayed++;
-    s->delayed_bytes += len;
+    ngx_queue_insert_tail(&dl->queue, &d->queue);
+    dl->n++;
+    dl->bytes += len;
 
-    if (!s->delay_timer.timer_set) {
-        ngx_add_timer(&s->delay_timer, delay ? delay : 1);
+    if (!dl->timer.timer_set) {
+        ngx_add_timer(&dl->timer, delay ? delay : 1);
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * The held-back queue and its timer exist only while something is held
+ * back: most connections never hit the rate, and keep none.
+ */
+
+static ngx_http_signalr_delay_t *
+ngx_http_signalr_delay_create(ngx_http_signalr_session_t *s)
+{
+    ngx_http_signalr_delay_t  *dl;
+
+    dl = ngx_calloc(sizeof(ngx_http_signalr_delay_t), s->log);
+    if (dl == NULL) {
+        return NULL;
+    }
+
+    ngx_queue_init(&dl->queue);
+
+    dl->timer.handler = ngx_http_signalr_delay_handler;
+    dl->timer.data = s;
+    dl->timer.log = s->log;
+    dl->timer.cancelable = 1;
+
+    s->delay = dl;
+
+    return dl;
 }
 
 
@@ -1183,30 +1217,41 @@ ngx_http_signalr_delay_handler(ngx_event_t *ev)
     ngx_queue_t                 *q;
     ngx_msec_int_t               wait;
     ngx_http_signalr_session_t  *s = ev->data;
+    ngx_http_signalr_delay_t    *dl;
     ngx_http_signalr_delayed_t  *d;
 
-    while (!ngx_queue_empty(&s->delayed)) {
+    dl = s->delay;
 
-        q = ngx_queue_head(&s->delayed);
+    while (!ngx_queue_empty(&dl->queue)) {
+
+        q = ngx_queue_head(&dl->queue);
         d = ngx_queue_data(q, ngx_http_signalr_delayed_t, queue);
 
         wait = (ngx_msec_int_t) (d->due - ngx_current_msec);
 
         if (wait > 0) {
-            ngx_add_timer(&s->delay_timer, (ngx_msec_t) wait);
+            ngx_add_timer(&dl->timer, (ngx_msec_t) wait);
             return;
         }
 
         ngx_queue_remove(q);
-        s->ndelayed--;
-        s->delayed_bytes -= d->len;
+        dl->n--;
+        dl->bytes -= d->len;
 
         if (!s->close_sent && ngx_http_signalr_link_is_up()) {
             (void) ngx_http_signalr_link_invoke(s, d->data, d->len);
         }
 
         ngx_free(d);
+
+        /* a link that failed on the way emptied the queue already */
+        if (s->delay != dl) {
+            return;
+        }
     }
+
+    s->delay = NULL;
+    ngx_free(dl);
 }
 
 
@@ -1237,18 +1282,24 @@ ngx_http_signalr_delay_drain(ngx_http_signalr_session_t *s,
     ngx_uint_t forward)
 {
     ngx_queue_t                 *q;
+    ngx_http_signalr_delay_t    *dl;
     ngx_http_signalr_delayed_t  *d;
 
-    if (!s->limits_ready) {
+    dl = s->delay;
+
+    if (dl == NULL) {
         return;
     }
 
-    if (s->delay_timer.timer_set) {
-        ngx_del_timer(&s->delay_timer);
+    /* a forward below may not push again: nothing is held back meanwhile */
+    s->delay = NULL;
+
+    if (dl->timer.timer_set) {
+        ngx_del_timer(&dl->timer);
     }
 
-    while (!ngx_queue_empty(&s->delayed)) {
-        q = ngx_queue_head(&s->delayed);
+    while (!ngx_queue_empty(&dl->queue)) {
+        q = ngx_queue_head(&dl->queue);
         d = ngx_queue_data(q, ngx_http_signalr_delayed_t, queue);
 
         ngx_queue_remove(q);
@@ -1260,6 +1311,5 @@ ngx_http_signalr_delay_drain(ngx_http_signalr_session_t *s,
         ngx_free(d);
     }
 
-    s->ndelayed = 0;
-    s->delayed_bytes = 0;
+    ngx_free(dl);
 }

@@ -4,7 +4,7 @@
  * and is held by the worker that answered the connection's first poll.
  * What the session sends waits in s->out for the next poll, which is
  * either a request of this worker or one relayed from another worker
- * (s->poll_pid). One poll waits at a time: a new one ends the old one
+ * (s->lp->poll_pid). One poll waits at a time: a new one ends the old one
  * with 204. A poll waits up to signalr_long_polling_timeout and is then
  * answered 200 with no body; with no poll waiting, the session lives
  * signalr_disconnect_timeout, then ends and the daemon is told.
@@ -54,7 +54,7 @@ static ngx_uint_t   ngx_http_signalr_lp_ready;
 
 
 #define ngx_http_signalr_lp_waiting(s)                                       \
-    ((s)->poll != NULL || (s)->poll_pid != 0)
+    ((s)->lp->poll != NULL || (s)->lp->poll_pid != 0)
 
 
 /*
@@ -68,6 +68,7 @@ ngx_http_signalr_lp_create(ngx_http_request_t *r, ngx_http_signalr_ctx_t *ctx,
     ngx_str_t *token)
 {
     ngx_pool_t                    *pool;
+    ngx_http_signalr_lp_t         *lp;
     ngx_http_signalr_session_t    *s;
     ngx_http_signalr_main_conf_t  *smcf;
 
@@ -75,8 +76,9 @@ ngx_http_signalr_lp_create(ngx_http_request_t *r, ngx_http_signalr_ctx_t *ctx,
 
     pool = ngx_create_pool(1024, ngx_cycle->log);
     s = pool ? ngx_pcalloc(pool, sizeof(ngx_http_signalr_session_t)) : NULL;
+    lp = s ? ngx_pcalloc(pool, sizeof(ngx_http_signalr_lp_t)) : NULL;
 
-    if (s == NULL || ngx_http_signalr_session_identity(s, ctx, pool)
+    if (lp == NULL || ngx_http_signalr_session_identity(s, ctx, pool)
                      != NGX_OK)
     {
         if (pool) {
@@ -88,6 +90,8 @@ ngx_http_signalr_lp_create(ngx_http_request_t *r, ngx_http_signalr_ctx_t *ctx,
     }
 
     s->pool = pool;
+    s->lp = lp;
+    lp->session = s;
     s->registry = smcf->registry_zone;
     ngx_memcpy(s->token, token->data, token->len);
     s->token_len = token->len;
@@ -97,14 +101,14 @@ ngx_http_signalr_lp_create(ngx_http_request_t *r, ngx_http_signalr_ctx_t *ctx,
     s->log = ngx_cycle->log;
     s->conf = ngx_http_get_module_loc_conf(r, ngx_http_signalr_module);
 
-    s->poll_timer.handler = ngx_http_signalr_lp_timer_handler;
-    s->poll_timer.data = s;
-    s->poll_timer.log = s->log;
-    s->poll_timer.cancelable = 1;
+    s->lp->poll_timer.handler = ngx_http_signalr_lp_timer_handler;
+    s->lp->poll_timer.data = s;
+    s->lp->poll_timer.log = s->log;
+    s->lp->poll_timer.cancelable = 1;
 
-    s->poll_flush.handler = ngx_http_signalr_lp_flush_handler;
-    s->poll_flush.data = s;
-    s->poll_flush.log = s->log;
+    s->lp->poll_flush.handler = ngx_http_signalr_lp_flush_handler;
+    s->lp->poll_flush.data = s;
+    s->lp->poll_flush.log = s->log;
 
     if (!ngx_http_signalr_lp_ready) {
         ngx_queue_init(&ngx_http_signalr_lp_sessions);
@@ -112,7 +116,7 @@ ngx_http_signalr_lp_create(ngx_http_request_t *r, ngx_http_signalr_ctx_t *ctx,
     }
 
     (void) ngx_http_signalr_session_init(s);
-    ngx_queue_insert_tail(&ngx_http_signalr_lp_sessions, &s->lp_queue);
+    ngx_queue_insert_tail(&ngx_http_signalr_lp_sessions, &s->lp->queue);
     s->polled = 1;
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
@@ -141,8 +145,8 @@ ngx_http_signalr_lp_poll(ngx_http_signalr_session_t *s,
         ngx_http_signalr_lp_answer(s, NGX_HTTP_NO_CONTENT);
     }
 
-    if (s->poll_timer.timer_set) {
-        ngx_del_timer(&s->poll_timer);
+    if (s->lp->poll_timer.timer_set) {
+        ngx_del_timer(&s->lp->poll_timer);
     }
 
     if (s->out.len) {
@@ -162,9 +166,9 @@ ngx_http_signalr_lp_poll(ngx_http_signalr_session_t *s,
         return ngx_http_signalr_lp_wait(s, r);
     }
 
-    s->poll_pid = pid;
-    s->poll_seq = seq;
-    ngx_add_timer(&s->poll_timer, s->conf->poll_timeout);
+    s->lp->poll_pid = pid;
+    s->lp->poll_seq = seq;
+    ngx_add_timer(&s->lp->poll_timer, s->conf->poll_timeout);
 
     return NGX_OK;
 }
@@ -188,8 +192,8 @@ ngx_http_signalr_lp_wait(ngx_http_signalr_session_t *s,
     lp->session = s;
     cln->handler = ngx_http_signalr_lp_poll_cleanup;
 
-    s->poll = r;
-    s->poll_ctx = lp;
+    s->lp->poll = r;
+    s->lp->poll_ctx = lp;
 
     /* a client that goes away ends the request, and the cleanup runs */
     r->read_event_handler = ngx_http_test_reading;
@@ -200,7 +204,7 @@ ngx_http_signalr_lp_wait(ngx_http_signalr_session_t *s,
 
     r->main->count++;
 
-    ngx_add_timer(&s->poll_timer, s->conf->poll_timeout);
+    ngx_add_timer(&s->lp->poll_timer, s->conf->poll_timeout);
 
     return NGX_DONE;
 }
@@ -219,8 +223,8 @@ ngx_http_signalr_lp_poll_cleanup(void *data)
         return;
     }
 
-    s->poll = NULL;
-    s->poll_ctx = NULL;
+    s->lp->poll = NULL;
+    s->lp->poll_ctx = NULL;
 
     ngx_http_signalr_lp_idle(s);
 }
@@ -282,12 +286,12 @@ ngx_http_signalr_lp_answer(ngx_http_signalr_session_t *s, ngx_uint_t status)
     ngx_http_request_t          *r;
     ngx_http_signalr_lp_poll_t  *lp;
 
-    if (s->poll) {
-        r = s->poll;
-        lp = s->poll_ctx;
+    if (s->lp->poll) {
+        r = s->lp->poll;
+        lp = s->lp->poll_ctx;
         lp->session = NULL;
-        s->poll = NULL;
-        s->poll_ctx = NULL;
+        s->lp->poll = NULL;
+        s->lp->poll_ctx = NULL;
 
         c = r->connection;
         c->idle = 0;
@@ -299,11 +303,11 @@ ngx_http_signalr_lp_answer(ngx_http_signalr_session_t *s, ngx_uint_t status)
         return;
     }
 
-    if (s->poll_pid) {
-        pid = s->poll_pid;
-        s->poll_pid = 0;
+    if (s->lp->poll_pid) {
+        pid = s->lp->poll_pid;
+        s->lp->poll_pid = 0;
 
-        (void) ngx_http_signalr_lp_reply(s, NULL, pid, s->poll_seq, status);
+        (void) ngx_http_signalr_lp_reply(s, NULL, pid, s->lp->poll_seq, status);
     }
 }
 
@@ -313,7 +317,7 @@ ngx_http_signalr_lp_answer(ngx_http_signalr_session_t *s, ngx_uint_t status)
 static void
 ngx_http_signalr_lp_idle(ngx_http_signalr_session_t *s)
 {
-    ngx_add_timer(&s->poll_timer, s->conf->disconnect_timeout);
+    ngx_add_timer(&s->lp->poll_timer, s->conf->disconnect_timeout);
 }
 
 
@@ -334,21 +338,21 @@ ngx_http_signalr_lp_destroy(ngx_http_signalr_session_t *s,
     if (answer) {
         ngx_http_signalr_lp_answer(s, NGX_HTTP_NO_CONTENT);
 
-    } else if (s->poll) {
-        lp = s->poll_ctx;
+    } else if (s->lp->poll) {
+        lp = s->lp->poll_ctx;
         lp->session = NULL;
-        s->poll->connection->idle = 0;
+        s->lp->poll->connection->idle = 0;
     }
 
-    if (s->poll_timer.timer_set) {
-        ngx_del_timer(&s->poll_timer);
+    if (s->lp->poll_timer.timer_set) {
+        ngx_del_timer(&s->lp->poll_timer);
     }
 
-    if (s->poll_flush.posted) {
-        ngx_delete_posted_event(&s->poll_flush);
+    if (s->lp->poll_flush.posted) {
+        ngx_delete_posted_event(&s->lp->poll_flush);
     }
 
-    ngx_queue_remove(&s->lp_queue);
+    ngx_queue_remove(&s->lp->queue);
 
     ngx_http_signalr_session_cleanup(s);
     ngx_destroy_pool(s->pool);
@@ -391,8 +395,8 @@ ngx_http_signalr_lp_flush_handler(ngx_event_t *ev)
     }
 
     if (s->out.len) {
-        if (s->poll_timer.timer_set) {
-            ngx_del_timer(&s->poll_timer);
+        if (s->lp->poll_timer.timer_set) {
+            ngx_del_timer(&s->lp->poll_timer);
         }
 
         ngx_http_signalr_lp_answer(s, NGX_HTTP_OK);
@@ -429,8 +433,8 @@ ngx_http_signalr_lp_send(ngx_http_signalr_session_t *s, const u_char *data,
 
     s->last_sent = ngx_current_msec;
 
-    if (ngx_http_signalr_lp_waiting(s) && !s->poll_flush.posted) {
-        ngx_post_event(&s->poll_flush, &ngx_posted_events);
+    if (ngx_http_signalr_lp_waiting(s) && !s->lp->poll_flush.posted) {
+        ngx_post_event(&s->lp->poll_flush, &ngx_posted_events);
     }
 
     return NGX_OK;
@@ -456,8 +460,8 @@ ngx_http_signalr_lp_close(ngx_http_signalr_session_t *s, int code,
         ngx_del_timer(&s->timer);
     }
 
-    if (ngx_http_signalr_lp_waiting(s) && !s->poll_flush.posted) {
-        ngx_post_event(&s->poll_flush, &ngx_posted_events);
+    if (ngx_http_signalr_lp_waiting(s) && !s->lp->poll_flush.posted) {
+        ngx_post_event(&s->lp->poll_flush, &ngx_posted_events);
     }
 }
 
@@ -467,8 +471,8 @@ ngx_http_signalr_lp_drop(ngx_http_signalr_session_t *s)
 {
     s->failed = 1;
 
-    if (!s->poll_flush.posted) {
-        ngx_post_event(&s->poll_flush, &ngx_posted_events);
+    if (!s->lp->poll_flush.posted) {
+        ngx_post_event(&s->lp->poll_flush, &ngx_posted_events);
     }
 }
 
@@ -494,8 +498,8 @@ ngx_http_signalr_lp_delete(ngx_http_signalr_session_t *s)
 void
 ngx_http_signalr_lp_exit(void)
 {
-    ngx_queue_t                 *q;
-    ngx_http_signalr_session_t  *s;
+    ngx_queue_t            *q;
+    ngx_http_signalr_lp_t  *lp;
 
     if (!ngx_http_signalr_lp_ready) {
         return;
@@ -503,8 +507,8 @@ ngx_http_signalr_lp_exit(void)
 
     while (!ngx_queue_empty(&ngx_http_signalr_lp_sessions)) {
         q = ngx_queue_head(&ngx_http_signalr_lp_sessions);
-        s = ngx_queue_data(q, ngx_http_signalr_session_t, lp_queue);
+        lp = ngx_queue_data(q, ngx_http_signalr_lp_t, queue);
 
-        ngx_http_signalr_lp_destroy(s, 0);
+        ngx_http_signalr_lp_destroy(lp->session, 0);
     }
 }

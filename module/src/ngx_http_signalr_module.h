@@ -149,13 +149,43 @@ typedef struct {
 } ngx_http_signalr_ctx_t;
 
 
+/* invocations held back by signalr_limit_invocations, ..._limits.c */
+typedef struct {
+    ngx_queue_t                  queue;
+    ngx_uint_t                   n;
+    size_t                       bytes;
+    ngx_event_t                  timer;
+} ngx_http_signalr_delay_t;
+
+
+/*
+ * Long Polling: the poll waiting for out, here or on another worker. Out
+ * of the session, in the session's pool, since a WebSocket or an SSE
+ * stream needs none of it.
+ */
+typedef struct {
+    ngx_http_signalr_session_t  *session;
+    ngx_http_request_t          *poll;
+    void                        *poll_ctx;
+    ngx_pid_t                    poll_pid;      /* 0: the poll is local */
+    uint32_t                     poll_seq;
+    ngx_event_t                  poll_timer;    /* poll or disconnect */
+    ngx_event_t                  poll_flush;    /* answers with out */
+    ngx_queue_t                  queue;         /* Long Polling sessions */
+} ngx_http_signalr_lp_t;
+
+
 struct ngx_http_signalr_session_s {
-    ngx_str_node_t               node;          /* by connection id */
     ngx_queue_t                  queue;         /* every session here */
+    uint32_t                     id_hash;       /* in ..._ids.c's table */
+    uint32_t                     id_len;
 
     const ngx_http_signalr_transport_t  *transport;
 
-    /* the request and socket of a WebSocket or SSE stream, else NULL */
+    /*
+     * The request and socket of a WebSocket or SSE stream, else NULL; a
+     * WebSocket's request is NULL once the session has left it.
+     */
     ngx_http_request_t          *request;
     ngx_connection_t            *connection;
     ngx_log_t                   *log;
@@ -168,27 +198,22 @@ struct ngx_http_signalr_session_s {
     size_t                       token_len;     /* 0: not in registry */
     ngx_str_t                    user;
     json_t                      *claims;        /* owned reference */
+    char                        *claims_text;   /* or them, past the OPEN */
     sr_protocol_t                protocol;
 
     sr_ws_parser_t               parser;
     u_char                      *early;         /* sent with the upgrade */
     size_t                       early_len;
+    u_char                      *own;           /* strings, once detached */
     sr_buf_t                     in;            /* undecoded hub bytes */
     sr_buf_t                     out;           /* frames for the client */
     size_t                       out_pos;       /* sent part of out */
 
-    /* Long Polling: the poll waiting for out, here or on another worker */
-    ngx_http_request_t          *poll;
-    void                        *poll_ctx;
-    ngx_pid_t                    poll_pid;      /* 0: the poll is local */
-    uint32_t                     poll_seq;
-    ngx_event_t                  poll_timer;    /* poll or disconnect */
-    ngx_event_t                  poll_flush;    /* answers with out */
-    ngx_http_request_t          *post;          /* the POST being read */
-    ngx_queue_t                  lp_queue;      /* Long Polling sessions */
+    ngx_http_signalr_lp_t       *lp;            /* Long Polling's state */
+    ngx_http_request_t          *post;          /* HTTP transports' POST */
 
-    ngx_event_t                  timer;         /* handshake, keep-alive */
-    ngx_event_t                  close_timer;   /* close handshake bound */
+    /* handshake, keep-alive, client timeout; then the close's bound */
+    ngx_event_t                  timer;
     ngx_msec_t                   last_recv;
     ngx_msec_t                   last_sent;
 
@@ -207,7 +232,6 @@ struct ngx_http_signalr_session_s {
     int                          close_code;    /* the client's, or 0 */
 
     time_t                       expires;       /* of the token, or 0 */
-    ngx_event_t                  expiry_timer;
 
     /* the keys of the limits of the location, found at the upgrade */
     ngx_str_t                    invocations_key;
@@ -215,10 +239,7 @@ struct ngx_http_signalr_session_s {
     ngx_str_t                    streams_key;
     ngx_uint_t                   nstreams;
 
-    ngx_queue_t                  delayed;       /* invocations held back */
-    ngx_uint_t                   ndelayed;
-    size_t                       delayed_bytes;
-    ngx_event_t                  delay_timer;
+    ngx_http_signalr_delay_t    *delay;         /* while any is held back */
 
     unsigned                     handshaken:1;
     unsigned                     opened:1;      /* OPEN sent on the link */
@@ -275,8 +296,8 @@ ngx_int_t ngx_http_signalr_authz_check(ngx_http_request_t *r,
     ngx_http_signalr_loc_conf_t *slcf, json_t *claims, const char **reason);
 char *ngx_http_signalr_authz_merge(ngx_conf_t *cf,
     ngx_http_signalr_loc_conf_t *prev, ngx_http_signalr_loc_conf_t *conf);
-void ngx_http_signalr_expiry_start(ngx_http_signalr_session_t *s);
-void ngx_http_signalr_expiry_stop(ngx_http_signalr_session_t *s);
+ngx_msec_t ngx_http_signalr_expiry_left(ngx_http_signalr_session_t *s);
+ngx_int_t ngx_http_signalr_expiry_check(ngx_http_signalr_session_t *s);
 
 /* ngx_http_signalr_limits.c */
 #define NGX_HTTP_SIGNALR_RATE_LIMITED  "rate limit exceeded"
@@ -304,7 +325,7 @@ ngx_int_t ngx_http_signalr_delay_push(ngx_http_signalr_session_t *s,
 void ngx_http_signalr_delay_clear(ngx_http_signalr_session_t *s);
 void ngx_http_signalr_delay_flush(ngx_http_signalr_session_t *s);
 
-#define ngx_http_signalr_delay_pending(s)  ((s)->ndelayed != 0)
+#define ngx_http_signalr_delay_pending(s)  ((s)->delay != NULL)
 
 /* ngx_http_signalr_websocket.c */
 extern const ngx_http_signalr_transport_t  ngx_http_signalr_ws_transport;
@@ -431,6 +452,18 @@ ngx_int_t ngx_http_signalr_reconnect_frame(sr_ipc_frame_t *frame);
 ngx_int_t ngx_http_signalr_resume_start(ngx_http_request_t *r,
     ngx_http_signalr_session_t *s, ngx_str_t *token, const char *accept);
 void ngx_http_signalr_resume_link_down(void);
+
+/* ngx_http_signalr_claims.c */
+void ngx_http_signalr_claims_freeze(ngx_http_signalr_session_t *s);
+ngx_int_t ngx_http_signalr_claims_thaw(ngx_http_signalr_session_t *s);
+void ngx_http_signalr_claims_free(ngx_http_signalr_session_t *s);
+
+/* ngx_http_signalr_ids.c: the sessions by connection id */
+uint32_t ngx_http_signalr_ids_hash(const u_char *id, size_t len);
+ngx_int_t ngx_http_signalr_ids_insert(ngx_http_signalr_session_t *s);
+ngx_http_signalr_session_t *ngx_http_signalr_ids_find(ngx_str_t *id);
+void ngx_http_signalr_ids_delete(ngx_http_signalr_session_t *s);
+void ngx_http_signalr_ids_exit(void);
 
 /* ngx_http_signalr_link.c */
 ngx_int_t ngx_http_signalr_link_init_process(ngx_cycle_t *cycle);

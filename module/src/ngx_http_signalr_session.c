@@ -7,8 +7,8 @@
  * away. It hands framed hub messages to s->transport and never touches
  * a socket itself.
  *
- * Every session of the worker is in one tree by connection id (for what
- * the daemon sends) and one queue (for link state changes).
+ * Every session of the worker is in one table by connection id (for what
+ * the daemon sends, ..._ids.c) and one queue (for link state changes).
  */
 
 #include "ngx_http_signalr_module.h"
@@ -93,8 +93,6 @@ static const sr_buf_t *ngx_http_signalr_outgoing_framed(
 static void ngx_http_signalr_outgoing_clear(ngx_http_signalr_outgoing_t *o);
 
 
-static ngx_rbtree_t       ngx_http_signalr_sessions;
-static ngx_rbtree_node_t  ngx_http_signalr_sessions_sentinel;
 static ngx_queue_t        ngx_http_signalr_sessions_queue;
 
 /* one re-encoded message at a time, reused to spare allocations */
@@ -105,9 +103,6 @@ static sr_buf_t           ngx_http_signalr_ping[SR_PROTOCOL_COUNT];
 void
 ngx_http_signalr_sessions_init(void)
 {
-    ngx_rbtree_init(&ngx_http_signalr_sessions,
-                    &ngx_http_signalr_sessions_sentinel,
-                    ngx_str_rbtree_insert_value);
     ngx_queue_init(&ngx_http_signalr_sessions_queue);
 
     sr_buf_init(&ngx_http_signalr_scratch);
@@ -122,6 +117,7 @@ void
 ngx_http_signalr_sessions_exit(void)
 {
     ngx_http_signalr_reconnect_exit();
+    ngx_http_signalr_ids_exit();
 
     sr_buf_free(&ngx_http_signalr_scratch);
     sr_buf_free(&ngx_http_signalr_ping[SR_PROTOCOL_JSON]);
@@ -132,11 +128,13 @@ ngx_http_signalr_sessions_exit(void)
 ngx_int_t
 ngx_http_signalr_session_init(ngx_http_signalr_session_t *s)
 {
-    s->node.str.data = s->id;
-    s->node.str.len = ngx_strlen(s->id);
-    s->node.node.key = ngx_crc32_short(s->id, s->node.str.len);
+    s->id_len = ngx_strlen(s->id);
+    s->id_hash = ngx_http_signalr_ids_hash(s->id, s->id_len);
 
-    ngx_rbtree_insert(&ngx_http_signalr_sessions, &s->node.node);
+    if (ngx_http_signalr_ids_insert(s) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     ngx_queue_insert_tail(&ngx_http_signalr_sessions_queue, &s->queue);
     s->in_tree = 1;
 
@@ -156,8 +154,6 @@ ngx_http_signalr_session_init(ngx_http_signalr_session_t *s)
 
     ngx_add_timer(&s->timer, s->conf->handshake_timeout);
 
-    ngx_http_signalr_expiry_start(s);
-
     return NGX_OK;
 }
 
@@ -165,20 +161,15 @@ ngx_http_signalr_session_init(ngx_http_signalr_session_t *s)
 ngx_http_signalr_session_t *
 ngx_http_signalr_session_find(ngx_str_t *id)
 {
-    uint32_t  hash;
-
-    if (ngx_http_signalr_sessions.root == NULL) {
-        return NULL;
-    }
-
-    hash = ngx_crc32_short(id->data, id->len);
-
-    return (ngx_http_signalr_session_t *)
-               ngx_str_rbtree_lookup(&ngx_http_signalr_sessions, id, hash);
+    return ngx_http_signalr_ids_find(id);
 }
 
 
-/* the pool cleanup of the upgraded request: frees what the session holds */
+/*
+ * Frees what the session holds, at its end: from the pool cleanup of the
+ * request of an SSE stream or a WebSocket not yet detached, from the end
+ * of a detached WebSocket, or from Long Polling's own end.
+ */
 
 void
 ngx_http_signalr_session_cleanup(void *data)
@@ -194,20 +185,15 @@ ngx_http_signalr_session_cleanup(void *data)
         ngx_del_timer(&s->timer);
     }
 
-    if (s->close_timer.timer_set) {
-        ngx_del_timer(&s->close_timer);
-    }
-
-    ngx_http_signalr_expiry_stop(s);
-
     if (s->in_tree) {
-        ngx_rbtree_delete(&ngx_http_signalr_sessions, &s->node.node);
+        ngx_http_signalr_ids_delete(s);
         ngx_queue_remove(&s->queue);
         s->in_tree = 0;
     }
 
     /* a stateful client that did not say goodbye may come back */
     if (s->opened && ngx_http_signalr_reconnect_parkable(s)
+        && ngx_http_signalr_claims_thaw(s) == NGX_OK
         && ngx_http_signalr_reconnect_park(s) == NGX_OK)
     {
         s->opened = 0;
@@ -237,10 +223,7 @@ ngx_http_signalr_session_cleanup(void *data)
     sr_buf_free(&s->in);
     sr_buf_free(&s->out);
 
-    if (s->claims) {
-        json_decref(s->claims);
-        s->claims = NULL;
-    }
+    ngx_http_signalr_claims_free(s);
 }
 
 
@@ -284,6 +267,12 @@ ngx_http_signalr_session_input(ngx_http_signalr_session_t *s,
 
     if (s->in.len) {
         sr_buf_consume(&s->in, used);
+
+        /* the common case, whole messages: no buffer kept while idle */
+        if (s->in.len == 0) {
+            sr_buf_free(&s->in);
+            sr_buf_init(&s->in);
+        }
 
     } else if (used < n && sr_buf_append(&s->in, p + used, n - used)
                            != SR_OK)
@@ -442,15 +431,13 @@ ngx_http_signalr_session_accept(ngx_http_signalr_session_t *s,
                    "signalr connection \"%s\": handshake, protocol %s",
                    s->id, sr_protocol_name(s->protocol));
 
-    if (s->timer.timer_set) {
-        ngx_del_timer(&s->timer);
-    }
-
     ngx_http_signalr_session_schedule(s);
 
     if (ngx_http_signalr_link_is_up()) {
         (void) ngx_http_signalr_link_open(s);
     }
+
+    ngx_http_signalr_claims_freeze(s);
 }
 
 
@@ -975,6 +962,10 @@ ngx_http_signalr_session_timer(ngx_event_t *ev)
         return;
     }
 
+    if (ngx_http_signalr_expiry_check(s) != NGX_OK) {
+        return;
+    }
+
     now = ngx_current_msec;
 
     if (now - s->last_recv >= s->conf->client_timeout) {
@@ -1003,12 +994,28 @@ ngx_http_signalr_session_timer(ngx_event_t *ev)
 }
 
 
-/* wakes up at the next keep-alive or client timeout, whichever is first */
+/*
+ * Wakes up at the next keep-alive, client timeout or token expiry,
+ * whichever is first. Design note: the timer is re-armed here only,
+ * when it fires (and at the handshake), never when a message comes or
+ * goes: last_recv and last_sent are the deadlines, kept in the session,
+ * and a wake-up that finds them moved just waits again, as nginx's own
+ * keep-alive timers spare the timer tree an update per message.
+ */
 
 static void
 ngx_http_signalr_session_schedule(ngx_http_signalr_session_t *s)
 {
     ngx_msec_t  now, sent, recv, ping, idle;
+
+    /* after a close the timer is the transport's, bounding the close */
+    if (s->close_sent) {
+        return;
+    }
+
+    if (s->timer.timer_set) {
+        ngx_del_timer(&s->timer);
+    }
 
     now = ngx_current_msec;
 
@@ -1017,6 +1024,7 @@ ngx_http_signalr_session_schedule(ngx_http_signalr_session_t *s)
 
     ping = s->conf->keepalive_interval - sent;
     idle = s->conf->client_timeout - recv;
+    idle = ngx_min(idle, ngx_http_signalr_expiry_left(s));
 
     ngx_add_timer(&s->timer, ngx_max(ngx_min(ping, idle), 1));
 }
@@ -1136,6 +1144,7 @@ ngx_http_signalr_pending_drain(ngx_http_signalr_session_t *s,
 void
 ngx_http_signalr_sessions_link_up(void)
 {
+    ngx_int_t                    rc;
     ngx_queue_t                 *q;
     ngx_http_signalr_session_t  *s;
 
@@ -1146,7 +1155,15 @@ ngx_http_signalr_sessions_link_up(void)
         s = ngx_queue_data(q, ngx_http_signalr_session_t, queue);
 
         if (s->handshaken && !s->close_sent && !s->opened) {
-            if (ngx_http_signalr_link_open(s) != NGX_OK) {
+            if (ngx_http_signalr_claims_thaw(s) != NGX_OK) {
+                continue;
+            }
+
+            rc = ngx_http_signalr_link_open(s);
+
+            ngx_http_signalr_claims_freeze(s);
+
+            if (rc != NGX_OK) {
                 return;
             }
         }
@@ -1337,7 +1354,6 @@ static const sr_buf_t *
 ngx_http_signalr_outgoing_framed(ngx_http_signalr_outgoing_t *o,
     sr_protocol_t protocol, ngx_log_t *log)
 {
-    sr_buf_t         framed;
     sr_error_t       err;
     const sr_buf_t  *b;
 
@@ -1348,16 +1364,13 @@ ngx_http_signalr_outgoing_framed(ngx_http_signalr_outgoing_t *o,
     sr_error_clear(&err);
 
     if (!o->fanout_ready) {
-        sr_buf_init(&framed);
 
-        if (sr_frame_write(SR_PROTOCOL_MSGPACK, o->payload, o->len, &framed,
-                           &err)
-            != SR_OK
-            || sr_fanout_init_encoded(&o->fanout, SR_PROTOCOL_MSGPACK,
-                                      framed.data, framed.len, &err)
-               != SR_OK)
+        /* the daemon's MessagePack payload, framed once into the fan-out */
+        if (sr_fanout_init_payload(&o->fanout, SR_PROTOCOL_MSGPACK,
+                                   o->payload, o->len, &err)
+            != SR_OK)
         {
-            sr_buf_free(&framed);
+            sr_fanout_clear(&o->fanout);
             o->fanout_failed = 1;
             ngx_log_error(NGX_LOG_ERR, log, 0,
                           "signalr message from the daemon dropped: %s",
@@ -1365,7 +1378,6 @@ ngx_http_signalr_outgoing_framed(ngx_http_signalr_outgoing_t *o,
             return NULL;
         }
 
-        sr_buf_free(&framed);
         o->fanout_ready = 1;
     }
 
@@ -1544,9 +1556,8 @@ ngx_http_signalr_session_adopt(ngx_http_signalr_session_t *s,
         (void) ngx_http_signalr_pending_add(s, state->pending[i], stream);
     }
 
-    if (s->timer.timer_set) {
-        ngx_del_timer(&s->timer);
-    }
-
     ngx_http_signalr_session_schedule(s);
+
+    /* the daemon has the connection: only a later OPEN parses them */
+    ngx_http_signalr_claims_freeze(s);
 }

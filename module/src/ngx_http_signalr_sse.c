@@ -92,10 +92,6 @@ ngx_http_signalr_sse_start(ngx_http_request_t *r, ngx_http_signalr_ctx_t *ctx)
     s->log = c->log;
     s->conf = ngx_http_get_module_loc_conf(r, ngx_http_signalr_module);
 
-    s->close_timer.handler = ngx_http_signalr_sse_close_timeout;
-    s->close_timer.data = s;
-    s->close_timer.log = c->log;
-
     if (ngx_http_signalr_session_identity(s, ctx, r->pool) != NGX_OK
         || ngx_http_signalr_session_init(s) != NGX_OK)
     {
@@ -448,11 +444,14 @@ ngx_http_signalr_sse_close(ngx_http_signalr_session_t *s, int code,
 
     s->close_sent = 1;
 
+    /* the session timer bounds the close from now on, see ..._ws_close() */
     if (s->timer.timer_set) {
         ngx_del_timer(&s->timer);
     }
 
-    ngx_add_timer(&s->close_timer, NGX_HTTP_SIGNALR_CLOSE_TIMEOUT);
+    s->timer.handler = ngx_http_signalr_sse_close_timeout;
+    s->timer.cancelable = 0;
+    ngx_add_timer(&s->timer, NGX_HTTP_SIGNALR_CLOSE_TIMEOUT);
 
     ngx_http_signalr_sse_post_write(s);
 }

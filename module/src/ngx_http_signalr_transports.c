@@ -521,8 +521,9 @@ ngx_http_signalr_feed(ngx_http_signalr_session_t *s, const u_char *data,
 /*
  * Hands the request's connection to a streaming transport (WebSocket,
  * Server-Sent Events): its own handlers from now on, no HTTP timers, and
- * the request kept alive until the transport finalises it. c->idle makes
- * a graceful shutdown call the read handler, which then ends the
+ * the request kept alive until the transport finalises it (SSE) or
+ * frees it, keeping the connection (WebSocket, ..._ws_detach()). c->idle
+ * makes a graceful shutdown call the read handler, which then ends the
  * session with a Close that allows reconnecting. The handlers run from
  * the posted events, never from here: a close decided now would free
  * the request under the phase engine.
@@ -555,7 +556,10 @@ ngx_http_signalr_take_over(ngx_http_request_t *r, const char *action,
 }
 
 
-/* the session of the request whose connection an event belongs to */
+/*
+ * The session of the request whose connection an event belongs to; a
+ * detached WebSocket's connection has its session as c->data instead.
+ */
 
 ngx_http_signalr_session_t *
 ngx_http_signalr_event_session(ngx_event_t *ev)

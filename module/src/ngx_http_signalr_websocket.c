@@ -4,10 +4,20 @@
  * sr_ws_parser, a bounded queue of frames out, the close handshake),
  * offered to the session as ngx_http_signalr_ws_transport.
  *
- * After the 101 answer the request stays alive (r->main->count) but no
- * nginx filter sees the connection again: its read and write events are
- * handled here, and the request is finalized when the WebSocket ends,
- * which runs the session's pool cleanup.
+ * Design note: a WebSocket outlives its upgrade request. Until the 101
+ * answer the session is bound to the request (a cleanup of r->pool ends
+ * it: refused upgrades, an upgrade waiting for the daemon to resume,
+ * errors). Once the phase engine is done with the request, the first
+ * event of the connection detaches the session (ngx_http_signalr_ws_
+ * detach): what it still needs is copied out of the request, the
+ * request is freed as nginx frees one before a keep-alive wait, and so
+ * are the header buffers. An idle WebSocket then costs its session and
+ * the connection's pool instead of a request pool of two 4 KiB blocks,
+ * the client header buffer and the request's own strings. c->data is
+ * the session from then on, and the connection ends with the session's
+ * cleanup and ngx_http_close_connection(). Freeing the request writes
+ * its access log line: a WebSocket is logged at its start, status 101,
+ * not when it ends (docs/operations.md).
  */
 
 #include "ngx_http_signalr_module.h"
@@ -15,10 +25,6 @@
 
 /* what one read event may take before others get their turn */
 #define NGX_HTTP_SIGNALR_READ_BUDGET   (512 * 1024)
-
-/* a drained queue keeps its memory unless it grew past this */
-#define NGX_HTTP_SIGNALR_OUT_KEEP      (64 * 1024)
-
 
 static ngx_int_t ngx_http_signalr_ws_check(ngx_http_request_t *r,
     const char **detail, char *accept);
@@ -31,6 +37,12 @@ static ngx_uint_t ngx_http_signalr_ws_resumable(ngx_http_request_t *r,
     ngx_str_t *token);
 static ngx_int_t ngx_http_signalr_ws_upgrade(ngx_http_request_t *r,
     ngx_http_signalr_session_t *s, const char *accept);
+static void ngx_http_signalr_ws_cleanup(void *data);
+static void ngx_http_signalr_ws_first_handler(ngx_event_t *ev);
+static ngx_int_t ngx_http_signalr_ws_detach(ngx_http_signalr_session_t *s);
+static ngx_int_t ngx_http_signalr_ws_own(ngx_http_signalr_session_t *s);
+static void ngx_http_signalr_ws_free_buffers(ngx_connection_t *c,
+    ngx_http_connection_t *hc);
 static void ngx_http_signalr_ws_read_handler(ngx_event_t *rev);
 static void ngx_http_signalr_ws_write_handler(ngx_event_t *wev);
 static void ngx_http_signalr_ws_close_timeout(ngx_event_t *ev);
@@ -80,16 +92,20 @@ ngx_http_signalr_websocket_handler(ngx_http_request_t *r)
         return ngx_http_signalr_send_problem(r, rc, detail);
     }
 
-    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_signalr_session_t));
-    if (cln == NULL) {
+    /* the session's own memory: it outlives the request's pool */
+    s = ngx_calloc(sizeof(ngx_http_signalr_session_t), r->connection->log);
+    if (s == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    /* everything the cleanup looks at starts zeroed */
-    s = cln->data;
-    ngx_memzero(s, sizeof(ngx_http_signalr_session_t));
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        ngx_free(s);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
-    cln->handler = ngx_http_signalr_session_cleanup;
+    cln->handler = ngx_http_signalr_ws_cleanup;
+    cln->data = s;
 
     s->transport = &ngx_http_signalr_ws_transport;
     s->request = r;
@@ -105,10 +121,6 @@ ngx_http_signalr_websocket_handler(ngx_http_request_t *r)
 
     sr_ws_parser_init(&s->parser, SR_WS_ROLE_SERVER,
                       s->conf->send_queue_size);
-
-    s->close_timer.handler = ngx_http_signalr_ws_close_timeout;
-    s->close_timer.data = s;
-    s->close_timer.log = r->connection->log;
 
     rc = ngx_http_signalr_ws_attach(r, s, &detail);
 
@@ -425,8 +437,8 @@ ngx_http_signalr_ws_upgrade(ngx_http_request_t *r,
     }
 
     ngx_http_signalr_take_over(r, "serving signalr websocket",
-                               ngx_http_signalr_ws_read_handler,
-                               ngx_http_signalr_ws_write_handler);
+                               ngx_http_signalr_ws_first_handler,
+                               ngx_http_signalr_ws_first_handler);
     ngx_http_signalr_ws_post_write(s);
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
@@ -437,8 +449,10 @@ ngx_http_signalr_ws_upgrade(ngx_http_request_t *r,
 
 
 /*
- * Ends the request and with it the connection; the pool cleanup frees
- * the session. The caller must not touch s or its connection after.
+ * Ends the connection: through the request while the session is still
+ * bound to it (its pool cleanup frees the session), else with the
+ * session's cleanup and nginx's own close. The caller must not touch s
+ * or its connection after.
  */
 
 void
@@ -455,8 +469,233 @@ ngx_http_signalr_ws_finalize(ngx_http_signalr_session_t *s)
 
     c->idle = 0;
 
-    ngx_http_finalize_request(r, NGX_ERROR);
-    ngx_http_run_posted_requests(c);
+    if (r) {
+        ngx_http_finalize_request(r, NGX_ERROR);
+        ngx_http_run_posted_requests(c);
+        return;
+    }
+
+    ngx_http_signalr_ws_cleanup(s);
+    ngx_http_close_connection(c);
+}
+
+
+/* the request pool's cleanup until the detach, then the session's end */
+
+static void
+ngx_http_signalr_ws_cleanup(void *data)
+{
+    ngx_http_signalr_session_t  *s = data;
+
+    ngx_http_signalr_session_cleanup(s);
+
+    if (s->own) {
+        ngx_free(s->own);
+    }
+
+    ngx_free(s);
+}
+
+
+/*
+ * The first read or write event after the upgrade, out of the phase
+ * engine: the session leaves the request, then the steady handlers
+ * take the event.
+ */
+
+static void
+ngx_http_signalr_ws_first_handler(ngx_event_t *ev)
+{
+    ngx_int_t                    rc;
+    ngx_connection_t            *c;
+    ngx_http_signalr_session_t  *s;
+
+    c = ev->data;
+    s = ngx_http_signalr_event_session(ev);
+
+    rc = ngx_http_signalr_ws_detach(s);
+
+    if (rc != NGX_OK) {
+        ngx_http_signalr_ws_finalize(s);
+        return;
+    }
+
+    c->read->handler = ngx_http_signalr_ws_read_handler;
+    c->write->handler = ngx_http_signalr_ws_write_handler;
+
+    ev->handler(ev);
+}
+
+
+/*
+ * NGX_OK, or else the connection is to be finalized: with the request
+ * still there when the error came before it was freed.
+ */
+
+static ngx_int_t
+ngx_http_signalr_ws_detach(ngx_http_signalr_session_t *s)
+{
+    ngx_int_t                rc;
+    ngx_connection_t        *c;
+    ngx_pool_cleanup_t      *cln;
+    ngx_http_request_t      *r;
+    ngx_http_connection_t   *hc;
+
+    r = s->request;
+    c = s->connection;
+
+    /* the 101 goes first, so that the log line counts its bytes */
+    rc = ngx_http_signalr_ws_flush(s);
+
+    if (rc != NGX_OK || ngx_http_signalr_ws_own(s) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_http_signalr_ws_cleanup && cln->data == s) {
+            cln->handler = NULL;
+            break;
+        }
+    }
+
+    hc = r->http_connection;
+
+    s->request = NULL;
+
+    ngx_http_free_request(r, 0);
+
+    /* set by the free, it would stop nginx's callers touching c */
+    c->destroyed = 0;
+    c->data = s;
+    c->log->action = "serving signalr websocket";
+
+    rc = NGX_OK;
+
+    /* bytes the client sent right after its request: frames */
+    if (s->early_len) {
+        rc = ngx_http_signalr_ws_feed(s, s->early, s->early_len);
+        s->early = NULL;
+        s->early_len = 0;
+    }
+
+    ngx_http_signalr_ws_free_buffers(c, hc);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "signalr connection \"%s\" detached", s->id);
+
+    return rc;
+}
+
+
+/*
+ * Copies what the session holds of the request's memory into one block
+ * of its own: the user and the keys of the limits, which may point
+ * anywhere in the request (its pool, its header buffers). Equal strings
+ * share one copy: the keys are most often the user.
+ */
+
+static ngx_int_t
+ngx_http_signalr_ws_own(ngx_http_signalr_session_t *s)
+{
+    u_char      *p;
+    size_t       size;
+    ngx_str_t   *str[4];
+    ngx_uint_t   i, j, same[4];
+
+    str[0] = &s->user;
+    str[1] = &s->invocations_key;
+    str[2] = &s->connections_key;
+    str[3] = &s->streams_key;
+
+    size = 0;
+
+    for (i = 0; i < 4; i++) {
+
+        for (j = 0; j < i; j++) {
+            if (str[j]->len == str[i]->len
+                && ngx_memcmp(str[j]->data, str[i]->data, str[i]->len) == 0)
+            {
+                break;
+            }
+        }
+
+        same[i] = j;
+
+        if (j == i && str[i]->len) {
+            size += str[i]->len + 1;
+        }
+    }
+
+    if (size == 0) {
+        return NGX_OK;
+    }
+
+    p = ngx_alloc(size, s->log);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    s->own = p;
+
+    for (i = 0; i < 4; i++) {
+        if (str[i]->len == 0) {
+            continue;
+        }
+
+        if (same[i] != i) {
+            str[i]->data = str[same[i]]->data;
+            continue;
+        }
+
+        ngx_memcpy(p, str[i]->data, str[i]->len);
+        str[i]->data = p;
+        p += str[i]->len;
+        *p++ = '\0';
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The client header buffer and the large header buffers, as nginx frees
+ * them for a keep-alive wait: the connection reads no HTTP any more.
+ */
+
+static void
+ngx_http_signalr_ws_free_buffers(ngx_connection_t *c,
+    ngx_http_connection_t *hc)
+{
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl, *ln;
+
+    b = c->buffer;
+
+    if (b && b->start && ngx_pfree(c->pool, b->start) == NGX_OK) {
+        b->start = NULL;
+        b->pos = NULL;
+        b->last = NULL;
+        b->end = NULL;
+    }
+
+    for (cl = hc->busy; cl; /* void */) {
+        ln = cl;
+        cl = cl->next;
+        (void) ngx_pfree(c->pool, ln->buf->start);
+        ngx_free_chain(c->pool, ln);
+    }
+
+    hc->busy = NULL;
+    hc->nbusy = 0;
+
+    for (cl = hc->free; cl; /* void */) {
+        ln = cl;
+        cl = cl->next;
+        (void) ngx_pfree(c->pool, ln->buf->start);
+        ngx_free_chain(c->pool, ln);
+    }
+
+    hc->free = NULL;
 }
 
 
@@ -467,7 +706,7 @@ ngx_http_signalr_ws_read_handler(ngx_event_t *rev)
     ngx_http_signalr_session_t  *s;
 
     c = rev->data;
-    s = ngx_http_signalr_event_session(rev);
+    s = c->data;
 
     /*
      * c->close: nginx is shutting down gracefully (c->idle made it call
@@ -494,9 +733,11 @@ ngx_http_signalr_ws_read_handler(ngx_event_t *rev)
 static void
 ngx_http_signalr_ws_write_handler(ngx_event_t *wev)
 {
+    ngx_connection_t            *c;
     ngx_http_signalr_session_t  *s;
 
-    s = ngx_http_signalr_event_session(wev);
+    c = wev->data;
+    s = c->data;
 
     if (s->failed || ngx_http_signalr_ws_flush(s) != NGX_OK) {
         ngx_http_signalr_ws_finalize(s);
@@ -529,15 +770,6 @@ ngx_http_signalr_ws_read(ngx_http_signalr_session_t *s)
 
     c = s->connection;
     rev = c->read;
-
-    if (s->early_len) {
-        n = s->early_len;
-        s->early_len = 0;
-
-        if (ngx_http_signalr_ws_feed(s, s->early, n) != NGX_OK) {
-            return NGX_DONE;
-        }
-    }
 
     for (total = 0; total < NGX_HTTP_SIGNALR_READ_BUDGET; total += n) {
 
@@ -621,6 +853,21 @@ ngx_http_signalr_ws_feed(ngx_http_signalr_session_t *s, const u_char *data,
         }
     }
 
+    /*
+     * Between frames, and outside a fragmented message, the parser holds
+     * nothing that is owed: its buffers go, so that an idle connection
+     * keeps none (the next message allocates again).
+     */
+    if (!s->parser.in_frame) {
+        sr_buf_free(&s->parser.control);
+        sr_buf_init(&s->parser.control);
+
+        if (s->parser.message_opcode == 0) {
+            sr_buf_free(&s->parser.message);
+            sr_buf_init(&s->parser.message);
+        }
+    }
+
     return NGX_OK;
 }
 
@@ -677,6 +924,14 @@ ngx_http_signalr_ws_event(ngx_http_signalr_session_t *s, sr_ws_event_t *ev)
  * Queues one frame. Over signalr_send_queue_size the client is too slow
  * to keep: the session is closed instead, unless force is set (the
  * frames that close it). NGX_DECLINED when the frame was not queued.
+ *
+ * Design note: the frame waits for the posted write event even when the
+ * socket could take it at once, so that the messages of one event-loop
+ * iteration (a multicast burst) leave in one send(). Writing the first
+ * of an iteration at once and queueing the rest was measured (1,000
+ * subscribers, bench/run broadcast, runs alternated): it cost more CPU
+ * per delivery and delivered less, the readers getting more and smaller
+ * writes.
  */
 
 ngx_int_t
@@ -763,13 +1018,18 @@ ngx_http_signalr_ws_close(ngx_http_signalr_session_t *s, int code,
 
     s->close_sent = 1;
 
+    /*
+     * The session timer has nothing left to do (it only runs before the
+     * close): it bounds the close handshake from now on, and is not
+     * cancelable since a graceful shutdown waits for the handshake.
+     */
     if (s->timer.timer_set) {
         ngx_del_timer(&s->timer);
     }
 
-    /* not cancelable: a graceful shutdown waits for the handshake */
-    s->close_timer.cancelable = 0;
-    ngx_add_timer(&s->close_timer, NGX_HTTP_SIGNALR_CLOSE_TIMEOUT);
+    s->timer.handler = ngx_http_signalr_ws_close_timeout;
+    s->timer.cancelable = 0;
+    ngx_add_timer(&s->timer, NGX_HTTP_SIGNALR_CLOSE_TIMEOUT);
 
     ngx_http_signalr_ws_post_write(s);
 }
@@ -805,15 +1065,10 @@ ngx_http_signalr_ws_flush(ngx_http_signalr_session_t *s)
         s->out_pos += n;
     }
 
+    /* an idle connection keeps no buffer: the next burst allocates one */
     s->out_pos = 0;
-
-    if (s->out.cap > NGX_HTTP_SIGNALR_OUT_KEEP) {
-        sr_buf_free(&s->out);
-        sr_buf_init(&s->out);
-
-    } else {
-        sr_buf_reset(&s->out);
-    }
+    sr_buf_free(&s->out);
+    sr_buf_init(&s->out);
 
     if (!s->close_sent || s->close_flushed) {
         return NGX_OK;

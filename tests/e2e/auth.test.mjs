@@ -91,7 +91,8 @@ test('a token in the access_token query argument never reaches the access log', 
         `the upgrade with the token in the query answers 101 (got ${ws.status})`);
     ws.raw.close();
 
-    // the line of an upgraded request is written when it ends
+    // the line of an upgrade is written once it is answered, a moment
+    // after the client saw the 101
     let log = '';
     for (let i = 0; i < 50 && !log.includes('access_token='); i++) {
         await sleep(100);

@@ -34,7 +34,7 @@ after(async () => {
 const assistantFinal = (fs) => fs.some((f) => f.isFinal && f.sender === 'assistant');
 
 // WebSocket upgrades of a connection in the access log, which has one
-// once its socket ended: waits a moment for at least `atLeast`.
+// once the upgrade was answered: waits a moment for at least `atLeast`.
 async function webSocketsOn(stack, connectionId, atLeast) {
     const deadline = Date.now() + 3000;
     for (;;) {

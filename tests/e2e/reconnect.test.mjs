@@ -72,8 +72,8 @@ function assertUnnoticed(seen, stream, what) {
 }
 
 // The worker of every WebSocket of a connection, from the access log,
-// oldest first; an upgrade is logged when its socket ends, which may be
-// a moment after the client saw it end: waits for at least `count`.
+// oldest first; an upgrade is logged once it is answered, which may be
+// a moment after the client saw the 101: waits for at least `count`.
 async function webSocketWorkers(connectionId, count = 0) {
     const deadline = Date.now() + 3000;
     for (;;) {
@@ -238,7 +238,7 @@ test('another user cannot take a parked connection over', async (t) => {
     proxy.hold();
     proxy.cut();
 
-    // the connection token, as the access log shows the ended upgrade
+    // the connection token, as the access log shows the upgrade
     let connectionToken = null;
     const deadline = Date.now() + 3000;
     while (!connectionToken && Date.now() < deadline) {
