@@ -1,5 +1,6 @@
 #include "backplane.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace signalrd {
@@ -111,6 +112,14 @@ void Backplane::on_state(bool up)
         }
         all.push_back(name);
     }
+    for (const auto &[id, c] : connections_) {
+        all.push_back(connection_channel(*c.hub, id));
+    }
+    for (const auto &[hub, by_user] : users_) {
+        for (const auto &[user, members] : by_user) {
+            all.push_back(user_channel(hub, user));
+        }
+    }
     if (up) {
         subscriber_.subscribe(all);
     }
@@ -220,6 +229,11 @@ void Backplane::on_message(const std::string &name, const std::string &payload)
     }
     auto it = channels_.find(name);
     if (it == channels_.end()) {
+        // connection and user channels have no record (see the design note)
+        std::string hubs = store_.prefix() + ":hub:";
+        if (name.compare(0, hubs.size(), hubs) == 0) {
+            on_hub_message(name, payload);
+        }
         return;
     }
     if (!it->second->conversation_id.empty()) {
@@ -385,42 +399,146 @@ std::string Backplane::audience_channel(const HubAudience &a) const
     return base;
 }
 
+std::string Backplane::connection_channel(const std::string &hub, const std::string &id) const
+{
+    return audience_channel({HubAudience::Kind::connection, hub, id});
+}
+
+std::string Backplane::user_channel(const std::string &hub, const std::string &user) const
+{
+    return audience_channel({HubAudience::Kind::user, hub, user});
+}
+
+size_t Backplane::subscription_count() const
+{
+    size_t users = 0;
+
+    for (const auto &[hub, by_user] : users_) {
+        users += by_user.size();
+    }
+    // the instance channel, the held ones, and one per connection and per user
+    return 1 + channels_.size() + connections_.size() + users;
+}
+
 void Backplane::on_connection(const ConnectionInfo &c, bool opened)
 {
-    HubAudience all{HubAudience::Kind::all, c.hub, ""};
-    HubAudience self{HubAudience::Kind::connection, c.hub, c.id};
-    HubAudience user{HubAudience::Kind::user, c.hub, c.user};
-
     if (opened) {
-        connections_[c.id] = {c.hub, c.user, {}};
-        hubs_[c.hub].insert(c.id);
-        hold(audience_channel(all));
-        hold(audience_channel(self));
-        if (!c.user.empty()) {
-            users_[{c.hub, c.user}].insert(c.id);
-            hold(audience_channel(user));
-        }
-        return;
+        open_connection(c);
+    } else {
+        close_connection(c.id);
     }
+}
 
-    auto it = connections_.find(c.id);
+void Backplane::open_connection(const ConnectionInfo &c)
+{
+    if (connections_.count(c.id) != 0) {
+        close_connection(c.id);
+    }
+    auto it = connections_.emplace(c.id, LocalConnection{}).first;
+    LocalConnection &local = it->second;
+    std::vector<std::string> channels = {connection_channel(c.hub, c.id)};
+
+    local.id = &it->first;
+    local.hub = &*hub_names_.insert(c.hub).first;
+    hold(audience_channel({HubAudience::Kind::all, c.hub, ""}));
+    if (!c.user.empty() && join(users_, local, c.user, local.user).list.size() == 1) {
+        channels.push_back(user_channel(c.hub, c.user));
+    }
+    subscriber_.subscribe(channels);
+}
+
+void Backplane::close_connection(const std::string &connection_id)
+{
+    auto it = connections_.find(connection_id);
     if (it == connections_.end()) {
         return;
     }
-    for (const std::string &group : std::set<std::string>(it->second.groups)) {
-        apply_group(c.id, group, false);
+    LocalConnection &c = it->second;
+    const std::string &hub = *c.hub;
+    std::vector<std::string> channels = {connection_channel(hub, it->first)};
+
+    while (!c.groups.empty()) {
+        std::string group = *c.groups.back().members->name;   // leaving frees the key
+        apply_group(it->first, group, false);
     }
-    connections_.erase(it);
-    hubs_[c.hub].erase(c.id);
-    release(audience_channel(all));
-    release(audience_channel(self));
-    if (!c.user.empty()) {
-        auto u = users_.find({c.hub, c.user});
-        if (u != users_.end() && (u->second.erase(c.id), u->second.empty())) {
-            users_.erase(u);
+    if (c.user.members != nullptr) {
+        std::string user = *c.user.members->name;
+        leave(users_, c, c.user);
+        if (find_members(users_, hub, user) == nullptr) {
+            channels.push_back(user_channel(hub, user));
         }
-        release(audience_channel(user));
     }
+    release(audience_channel({HubAudience::Kind::all, hub, ""}));
+    subscriber_.unsubscribe(channels);
+    connections_.erase(it);
+}
+
+// Adds c to the (c's hub, name) list of map, and says where in place.
+Backplane::Members &Backplane::join(MemberMap &map, LocalConnection &c, const std::string &name,
+                                    Membership &place)
+{
+    auto &by_name = map[*c.hub];
+    auto it = by_name.try_emplace(name).first;
+    Members &m = it->second;
+
+    m.hub = c.hub;
+    m.name = &it->first;
+    m.send_list.reset();
+    place = {&m, static_cast<uint32_t>(m.list.size())};
+    m.list.push_back(&c);
+    return m;
+}
+
+// Takes c out of the list place points at, in O(1): the last member takes its slot.
+void Backplane::leave(MemberMap &map, LocalConnection &c, Membership &place)
+{
+    Members &m = *place.members;
+    LocalConnection *last = m.list.back();
+
+    m.list[place.slot] = last;
+    m.list.pop_back();
+    m.send_list.reset();
+    if (last != &c) {
+        Membership &moved = last->user.members == &m
+                                ? last->user
+                                : *std::find_if(last->groups.begin(), last->groups.end(),
+                                                [&](const Membership &g) {
+                                                    return g.members == &m;
+                                                });
+        moved.slot = place.slot;
+    }
+    place = {};
+    if (m.list.empty()) {
+        auto hub = map.find(*c.hub);
+        hub->second.erase(hub->second.find(*m.name));
+        if (hub->second.empty()) {
+            map.erase(hub);
+        }
+    }
+}
+
+const Backplane::Members *Backplane::find_members(const MemberMap &map, const std::string &hub,
+                                                  const std::string &name) const
+{
+    auto by_name = map.find(hub);
+    if (by_name == map.end()) {
+        return nullptr;
+    }
+    auto it = by_name->second.find(name);
+    return it == by_name->second.end() ? nullptr : &it->second;
+}
+
+size_t Backplane::member_count(HubAudience::Kind kind, const std::string &hub,
+                               const std::string &name) const
+{
+    const Members *m = find_members(kind == HubAudience::Kind::user ? users_ : groups_, hub, name);
+    return m == nullptr ? 0 : m->list.size();
+}
+
+bool Backplane::group_send_list_reused(const std::string &hub, const std::string &group) const
+{
+    const Members *m = find_members(groups_, hub, group);
+    return m != nullptr && m->send_list && m->send_list->reused;
 }
 
 void Backplane::apply_group(const std::string &connection_id, const std::string &group, bool join)
@@ -430,18 +548,20 @@ void Backplane::apply_group(const std::string &connection_id, const std::string 
         return;
     }
     LocalConnection &c = it->second;
-    HubAudience audience{HubAudience::Kind::group, c.hub, group};
+    HubAudience audience{HubAudience::Kind::group, *c.hub, group};
+    auto at = std::find_if(c.groups.begin(), c.groups.end(),
+                           [&](const Membership &g) { return *g.members->name == group; });
     bool changed = false;
 
-    if (join && c.groups.insert(group).second) {
-        groups_[{c.hub, group}].insert(connection_id);
+    if (join && at == c.groups.end()) {
+        c.groups.emplace_back();
+        this->join(groups_, c, group, c.groups.back());
         hold(audience_channel(audience));
         changed = true;
-    } else if (!join && c.groups.erase(group) != 0) {
-        auto g = groups_.find({c.hub, group});
-        if (g != groups_.end() && (g->second.erase(connection_id), g->second.empty())) {
-            groups_.erase(g);
-        }
+    } else if (!join && at != c.groups.end()) {
+        // leave() finds a moved member's place by its list, not by its address
+        leave(groups_, c, *at);
+        c.groups.erase(at);
         release(audience_channel(audience));
         changed = true;
     }
@@ -458,6 +578,14 @@ void Backplane::on_hub_message(const std::string &name, const std::string &paylo
         return;
     }
     const json_t *m = message->get();
+    // this instance applied it to its own connections when it published it
+    if (json_string_field(m, "origin") != store_.origin()) {
+        on_hub_object(m);
+    }
+}
+
+void Backplane::on_hub_object(const json_t *m)
+{
     std::string type = json_string_field(m, "type");
     std::string hub = json_string_field(m, "hub");
     std::string to = json_string_field(m, "name");
@@ -470,36 +598,79 @@ void Backplane::on_hub_message(const std::string &name, const std::string &paylo
     if (type != "invoke") {
         return;
     }
-    std::set<std::string> targets = audience_targets(kind, hub, to, m);
-    deliver_invocation(std::vector<std::string>(targets.begin(), targets.end()), m);
+    bool whole_list = kind == "group" || kind == "user";
+    if (whole_list && json_array_size(json_object_get(m, "excluded")) == 0) {
+        const Members *members = find_members(kind == "group" ? groups_ : users_, hub, to);
+        if (members != nullptr) {
+            deliver_to_members(*members, m);
+        }
+        return;
+    }
+    LinkGroups groups = registry_.group_by_link(targets(kind, hub, to, m));
+    deliver_invocation(groups, m);
 }
 
-// The local connections of an audience, minus those the message excludes.
-std::set<std::string> Backplane::audience_targets(const std::string &kind, const std::string &hub,
-                                                  const std::string &to, const json_t *message)
+// A member list's send list is built on its first message and reused by the next ones
+// while the members and the registry stay as they were.
+void Backplane::deliver_to_members(const Members &members, const json_t *message)
 {
-    std::set<std::string> targets;
-    size_t i;
-    json_t *item;
+    auto &cached = members.send_list;
+
+    if (cached && cached->generation == registry_.generation()) {
+        cached->reused = true;
+    } else {
+        std::vector<const std::string *> ids;
+        ids.reserve(members.list.size());
+        for (const LocalConnection *c : members.list) {
+            ids.push_back(c->id);
+        }
+        cached = std::make_unique<Members::SendList>();
+        cached->groups = registry_.group_by_link(ids);
+        cached->generation = registry_.generation();
+    }
+    deliver_invocation(cached->groups, message);
+}
+
+// The local connections of an audience, minus those the message excludes. The pointers
+// are connections_' keys: valid until a connection goes.
+std::vector<const std::string *> Backplane::targets(const std::string &kind,
+                                                    const std::string &hub,
+                                                    const std::string &to, const json_t *message)
+{
+    std::vector<const std::string *> out;
+    json_t *excluded = json_object_get(message, "excluded");
+    auto is_excluded = [excluded](const std::string &id) {
+        size_t i;
+        json_t *item;
+        json_array_foreach(excluded, i, item) {
+            if (json_is_string(item) && id == json_string_value(item)) {
+                return true;
+            }
+        }
+        return false;
+    };
 
     if (kind == "all") {
-        auto it = hubs_.find(hub);
-        targets = it == hubs_.end() ? targets : it->second;
-    } else if (kind == "user") {
-        auto it = users_.find({hub, to});
-        targets = it == users_.end() ? targets : it->second;
-    } else if (kind == "group") {
-        auto it = groups_.find({hub, to});
-        targets = it == groups_.end() ? targets : it->second;
-    } else if (kind == "connection" && connections_.count(to) != 0) {
-        targets.insert(to);
-    }
-    json_array_foreach(json_object_get(message, "excluded"), i, item) {
-        if (json_is_string(item)) {
-            targets.erase(json_string_value(item));
+        for (const auto &[id, c] : connections_) {
+            if (*c.hub == hub) {
+                out.push_back(&id);
+            }
+        }
+    } else if (kind == "user" || kind == "group") {
+        const Members *m = find_members(kind == "user" ? users_ : groups_, hub, to);
+        for (size_t i = 0; m != nullptr && i < m->list.size(); i++) {
+            out.push_back(m->list[i]->id);
+        }
+    } else if (kind == "connection") {
+        auto it = connections_.find(to);
+        if (it != connections_.end()) {
+            out.push_back(&it->first);
         }
     }
-    return targets;
+    if (json_array_size(excluded) != 0) {
+        std::erase_if(out, [&](const std::string *id) { return is_excluded(*id); });
+    }
+    return out;
 }
 
 void Backplane::on_control(const std::string &kind, const std::string &hub,
@@ -507,17 +678,24 @@ void Backplane::on_control(const std::string &kind, const std::string &hub,
 {
     std::string type = json_string_field(m, "type");
     std::string group = json_string_field(m, "group");
+    std::vector<std::string> ids;
 
-    for (const std::string &id : audience_targets(kind, hub, to, m)) {
+    // copies: the changes below may remove the connections' entries
+    for (const std::string *id : targets(kind, hub, to, m)) {
+        ids.push_back(*id);
+    }
+    for (const std::string &id : ids) {
         auto it = connections_.find(id);
-        if (it == connections_.end() || it->second.hub != hub) {
+        if (it == connections_.end() || *it->second.hub != hub) {
             continue;
         }
         if (type == "join" || type == "leave") {
             apply_group(id, group, type == "join");
         } else if (type == "leave_all") {
-            for (const std::string &g : std::set<std::string>(it->second.groups)) {
+            while (it != connections_.end() && !it->second.groups.empty()) {
+                std::string g = *it->second.groups.back().members->name;
                 apply_group(id, g, false);
+                it = connections_.find(id);
             }
         } else {
             std::string reason = json_string_field(m, "reason");
@@ -527,18 +705,17 @@ void Backplane::on_control(const std::string &kind, const std::string &hub,
 }
 
 // One message built and sent for all the targets: the registry multicasts it per link.
-void Backplane::deliver_invocation(const std::vector<std::string> &connection_ids,
-                                   const json_t *m)
+void Backplane::deliver_invocation(LinkGroups &groups, const json_t *m)
 {
     sr_message_t msg;
 
-    if (connection_ids.empty()) {
+    if (groups.empty()) {
         return;
     }
     sr_message_init(&msg, SR_MSG_INVOCATION);
     msg.target = strdup(json_string_field(m, "target").c_str());
     msg.arguments = json_deep_copy(json_object_get(m, "arguments"));
-    registry_.send_many(connection_ids, msg);
+    registry_.send_grouped(groups, msg);
     sr_message_clear(&msg);
 }
 
@@ -575,7 +752,22 @@ asio::awaitable<Result<long long>> Backplane::send(const HubAudience &audience,
     if (!excluded.empty()) {
         json_object_set_new(m.get(), "excluded", excluded_array(excluded));
     }
+    co_return co_await publish_hub_message(audience, std::move(m));
+}
 
+// Design note, latency: this instance's own connections get the message at once, not
+// after its round trip through Redis, and the copy that comes back from the subscription
+// is recognised by its origin and dropped. Control messages take the same path, so that a
+// join published before a send is applied before it here too, as through Redis. Only
+// while the subscriber is up: a message sent while it is down would not come back, so it
+// carries no origin and is handled as any other if it does arrive.
+asio::awaitable<Result<long long>> Backplane::publish_hub_message(const HubAudience &audience,
+                                                                  Json m)
+{
+    if (subscriber_.connected()) {
+        json_set_string(m.get(), "origin", store_.origin());
+        on_hub_object(m.get());
+    }
     RedisArgs command = {"PUBLISH", audience_channel(audience), json_text(m.get())};
     Result<RedisValue> r = co_await commands_.command(std::move(command));
     if (!r.is_ok()) {
@@ -599,13 +791,7 @@ asio::awaitable<Result<long long>> Backplane::control(const HubAudience &audienc
     if (!excluded.empty()) {
         json_object_set_new(m.get(), "excluded", excluded_array(excluded));
     }
-
-    RedisArgs command = {"PUBLISH", audience_channel(audience), json_text(m.get())};
-    Result<RedisValue> r = co_await commands_.command(std::move(command));
-    if (!r.is_ok()) {
-        co_return r.status();
-    }
-    co_return r->integer;
+    co_return co_await publish_hub_message(audience, std::move(m));
 }
 
 }  // namespace signalrd

@@ -21,6 +21,23 @@
 // user, group and connection channels of the connections it holds. It uses a Redis
 // connection of its own (a subscribed connection can do nothing else).
 //
+// Design note, memory per connection: an idle instance holds little else than its
+// connections, so what it keeps per connection is kept once. A connection's id is the key
+// of one hash; its hub is a pointer to the interned name; its user and its groups are
+// pointers to one member list per (hub, user) and per (hub, group), each connection
+// knowing its place in them, so that leaving is O(1). The connection and user channels
+// (one each per connection or user) are not kept as channel records: their names follow
+// from the connection and user tables whenever they are needed (SUBSCRIBE after a
+// reconnect, UNSUBSCRIBE when the last holder goes). They stay one Redis channel per
+// connection and per user, rather than hashed buckets, so that PUBLISH still counts the
+// instances that hold the audience (the push API's "instances", 0 for nobody) and no
+// instance reads messages for connections it does not hold.
+//
+// Design note, group sends: a group's member list keeps, next to it, its ids grouped by
+// worker link (HubRegistry::group_by_link) as they were at the registry's generation;
+// while neither the members nor the registry changed, a message to the group is one
+// MULTICAST per link with no copy and no lookup per member.
+//
 // Pub/sub forgets what it cannot deliver, so a conversation stream never depends on it
 // alone: a stream starts only once its conversation's subscription is confirmed (then
 // reads the stored conversation; what is published later arrives here), and when the
@@ -35,6 +52,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <set>
@@ -87,7 +105,7 @@ public:
     void stop();
 
     bool subscriber_up() const { return subscriber_.connected(); }
-    size_t subscription_count() const { return channels_.size() + 1; }
+    size_t subscription_count() const;
 
     // BusBridge
     void watch(const std::string &conversation_id) override;
@@ -98,16 +116,18 @@ public:
     void on_connection(const ConnectionInfo &connection, bool opened);
 
     // Publishes an invocation of target(arguments) to the audience's connections on
-    // every instance, this one included, but those whose ids are in excluded. The value
-    // is the number of instances that received it (0: nobody holds such a connection).
-    // unavailable while Redis is down.
+    // every instance, this one included, but those whose ids are in excluded. This
+    // instance's connections get it before the call returns (while the subscriber is up),
+    // and not again from Redis. The value is the number of instances that received it
+    // (0: nobody holds such a connection). unavailable while Redis is down.
     asio::awaitable<Result<long long>> send(const HubAudience &audience,
                                             const std::string &target, const json_t *arguments,
                                             const std::vector<std::string> &excluded = {});
 
     // Publishes a control message to the audience's connections on every instance:
     // "join" or "leave" the group named by argument, "leave_all" groups, or "close"
-    // (argument is the Close message's error; empty: none). Same value as send().
+    // (argument is the Close message's error; empty: none). Applied here at once, as
+    // send() delivers, so that the two keep their order. Same value as send().
     asio::awaitable<Result<long long>> control(const HubAudience &audience,
                                                const std::string &type,
                                                const std::string &argument,
@@ -127,13 +147,54 @@ public:
 
     std::string audience_channel(const HubAudience &audience) const;
 
+    // What it holds, for tests: the local members of a user or group (0: none), and
+    // whether a group's send list is the one built for its last send.
+    size_t member_count(HubAudience::Kind kind, const std::string &hub,
+                        const std::string &name) const;
+    bool group_send_list_reused(const std::string &hub, const std::string &group) const;
+
 private:
     struct Channel;
-    struct LocalConnection {
-        std::string hub;
-        std::string user;
-        std::set<std::string> groups;
+    struct Members;
+    struct LocalConnection;
+    // A connection's place in a member list.
+    struct Membership {
+        Members *members = nullptr;
+        uint32_t slot = 0;
     };
+    struct LocalConnection {
+        const std::string *id = nullptr;    // the key in connections_
+        const std::string *hub = nullptr;   // in hub_names_
+        Membership user;                    // members == nullptr: no user
+        std::vector<Membership> groups;
+    };
+    // The local connections of a (hub, user) or a (hub, group).
+    struct Members {
+        const std::string *hub = nullptr;
+        const std::string *name = nullptr;   // the key in its map
+        std::vector<LocalConnection *> list;
+        // list grouped by link, valid while generation is the registry's; null: not built
+        struct SendList {
+            LinkGroups groups;
+            uint64_t generation = 0;
+            bool reused = false;
+        };
+        mutable std::unique_ptr<SendList> send_list;
+    };
+    using MemberMap = std::unordered_map<std::string, std::unordered_map<std::string, Members>>;
+
+    void open_connection(const ConnectionInfo &connection);
+    void close_connection(const std::string &id);
+    Members &join(MemberMap &map, LocalConnection &c, const std::string &name,
+                  Membership &place);
+    void leave(MemberMap &map, LocalConnection &c, Membership &place);
+    const Members *find_members(const MemberMap &map, const std::string &hub,
+                                const std::string &name) const;
+    std::string connection_channel(const std::string &hub, const std::string &id) const;
+    std::string user_channel(const std::string &hub, const std::string &user) const;
+    std::vector<const std::string *> targets(const std::string &kind, const std::string &hub,
+                                             const std::string &to, const json_t *message);
+    void deliver_to_members(const Members &members, const json_t *message);
 
     void on_state(bool up);
     void on_message(const std::string &channel, const std::string &payload);
@@ -141,12 +202,12 @@ private:
     void on_conversation_message(Channel &channel, const std::string &payload);
     void on_instance_message(const std::string &payload);
     void on_hub_message(const std::string &channel, const std::string &payload);
-    void deliver_invocation(const std::vector<std::string> &connection_ids,
-                            const json_t *message);
+    void on_hub_object(const json_t *message);
+    asio::awaitable<Result<long long>> publish_hub_message(const HubAudience &audience,
+                                                           Json message);
+    void deliver_invocation(LinkGroups &groups, const json_t *message);
     void on_control(const std::string &kind, const std::string &hub, const std::string &to,
                     const json_t *message);
-    std::set<std::string> audience_targets(const std::string &kind, const std::string &hub,
-                                           const std::string &to, const json_t *message);
     void apply_group(const std::string &connection_id, const std::string &group, bool join);
     void publish_fragments(const std::string &conversation_id, const std::string &entry_id,
                            const json_t *message);
@@ -168,10 +229,9 @@ private:
     InstanceHandler on_instance_;
     std::unordered_map<std::string, std::unique_ptr<Channel>> channels_;
     std::unordered_map<std::string, LocalConnection> connections_;
-    // (hub, name) -> connection ids, for users and for groups
-    std::map<std::pair<std::string, std::string>, std::set<std::string>> users_;
-    std::map<std::pair<std::string, std::string>, std::set<std::string>> groups_;
-    std::map<std::string, std::set<std::string>> hubs_;
+    std::set<std::string> hub_names_;   // never shrinks: a deployment has a few hubs
+    MemberMap users_;                   // hub -> user -> its connections here
+    MemberMap groups_;                  // hub -> group -> its members here
     asio::steady_timer idle_timer_;
     std::shared_ptr<bool> alive_;
 };

@@ -1,5 +1,6 @@
 #include "hub_registry.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "log.h"
@@ -23,7 +24,7 @@ void HubRegistry::open(LinkPort &link, const std::string &connection_id, sr_ipc_
         return;
     }
 
-    auto existing = connections_.find(connection_id);
+    auto existing = find(connection_id);
     if (existing != connections_.end()) {
         disconnect(existing);
     }
@@ -34,35 +35,41 @@ void HubRegistry::open(LinkPort &link, const std::string &connection_id, sr_ipc_
     entry.info.user = open.user ? open.user : "";
     entry.info.protocol = open.protocol;
     entry.info.transport = open.transport ? open.transport : "";
-    entry.info.claims = open.claims ? Json::borrow(open.claims) : Json::object();
+    entry.info.claims = open.claims ? Json::borrow(open.claims) : no_claims_;
 
-    auto [it, inserted] = connections_.emplace(connection_id, std::move(entry));
+    auto it = connections_.insert(std::move(entry)).first;
+    generation_++;
     log_debug("connection %s: open on hub \"%s\" for user \"%s\"", connection_id.c_str(),
-              hub_name.c_str(), it->second.info.user.c_str());
+              hub_name.c_str(), it->info.user.c_str());
     // copy: the hub may close the connection, which erases the entry
-    ConnectionInfo info = it->second.info;
-    it->second.hub->on_connected(info);
-    if (observer_ && connections_.count(connection_id) != 0) {
+    ConnectionInfo info = it->info;
+    it->hub->on_connected(info);
+    if (observer_ && has_connection(connection_id)) {
         observer_(info, true);
+    }
+    // the claims were for the open only (see the header)
+    it = find(connection_id);
+    if (it != connections_.end()) {
+        it->info.claims = no_claims_;
     }
 }
 
 void HubRegistry::invoke(LinkPort &link, const std::string &connection_id, sr_message_t &msg)
 {
-    auto it = connections_.find(connection_id);
-    if (it == connections_.end() || it->second.link != &link) {
+    auto it = find(connection_id);
+    if (it == connections_.end() || it->link != &link) {
         log_debug("connection %s: message for an unknown connection", connection_id.c_str());
         return;
     }
     // copy: the hub may close the connection, which erases the entry
-    ConnectionInfo info = it->second.info;
-    it->second.hub->on_message(info, msg);
+    ConnectionInfo info = it->info;
+    it->hub->on_message(info, msg);
 }
 
 void HubRegistry::closed(LinkPort &link, const std::string &connection_id)
 {
-    auto it = connections_.find(connection_id);
-    if (it != connections_.end() && it->second.link == &link) {
+    auto it = find(connection_id);
+    if (it != connections_.end() && it->link == &link) {
         disconnect(it);
     }
 }
@@ -71,13 +78,13 @@ void HubRegistry::link_dropped(LinkPort &link)
 {
     std::vector<std::string> ids;
 
-    for (const auto &[id, entry] : connections_) {
+    for (const Entry &entry : connections_) {
         if (entry.link == &link) {
-            ids.push_back(id);
+            ids.push_back(entry.info.id);
         }
     }
     for (const std::string &id : ids) {
-        auto it = connections_.find(id);
+        auto it = find(id);
         if (it != connections_.end()) {
             disconnect(it);
         }
@@ -91,14 +98,16 @@ void HubRegistry::shutdown()
     }
 }
 
-void HubRegistry::disconnect(std::unordered_map<std::string, Entry>::iterator it)
+void HubRegistry::disconnect(Entries::iterator it)
 {
-    Entry entry = std::move(it->second);
-    connections_.erase(it);
-    auto indexed = by_token_hash_.find(entry.token_hash);
-    if (indexed != by_token_hash_.end() && indexed->second == entry.info.id) {
-        by_token_hash_.erase(indexed);
+    if (it->has_token_hash) {
+        auto indexed = by_token_hash_.find(&*it);
+        if (indexed != by_token_hash_.end() && *indexed == &*it) {
+            by_token_hash_.erase(indexed);
+        }
     }
+    Entry entry = std::move(connections_.extract(it).value());
+    generation_++;
     entry.link->forget(entry.info.id);
     log_debug("connection %s: closed", entry.info.id.c_str());
     entry.hub->on_disconnected(entry.info);
@@ -109,70 +118,138 @@ void HubRegistry::disconnect(std::unordered_map<std::string, Entry>::iterator it
 
 LinkPort *HubRegistry::port_of(const std::string &connection_id) const
 {
-    auto it = connections_.find(connection_id);
-    return it == connections_.end() ? nullptr : it->second.link;
+    auto it = find(connection_id);
+    return it == connections_.end() ? nullptr : it->link;
 }
 
 bool HubRegistry::move(const std::string &connection_id, LinkPort &from, LinkPort &to)
 {
-    auto it = connections_.find(connection_id);
-    if (it == connections_.end() || it->second.link != &from) {
+    auto it = find(connection_id);
+    if (it == connections_.end() || it->link != &from) {
         return false;
     }
-    it->second.link = &to;
+    it->link = &to;
+    generation_++;
     return true;
 }
 
+namespace {
+
+// The 32 bytes that 64 hex digits spell, or false.
+bool hash_bytes(const std::string &hex, std::array<char, 32> &out)
+{
+    auto digit = [](char c) {
+        return c >= '0' && c <= '9' ? c - '0'
+               : c >= 'a' && c <= 'f' ? c - 'a' + 10
+               : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                      : -1;
+    };
+    if (hex.size() != 2 * out.size()) {
+        return false;
+    }
+    for (size_t i = 0; i < out.size(); i++) {
+        int high = digit(hex[2 * i]);
+        int low = digit(hex[2 * i + 1]);
+        if (high < 0 || low < 0) {
+            return false;
+        }
+        out[i] = static_cast<char>(high << 4 | low);
+    }
+    return true;
+}
+
+}  // namespace
+
 void HubRegistry::set_token_hash(const std::string &connection_id, const std::string &token_hash)
 {
-    auto it = connections_.find(connection_id);
-    if (it == connections_.end() || token_hash.empty()) {
+    auto it = find(connection_id);
+    std::array<char, 32> bytes;
+    if (it == connections_.end() || !hash_bytes(token_hash, bytes)) {
         return;
     }
-    if (!it->second.token_hash.empty()) {
-        by_token_hash_.erase(it->second.token_hash);
+    const Entry *entry = &*it;
+    if (entry->has_token_hash) {
+        auto old = by_token_hash_.find(entry);
+        if (old != by_token_hash_.end() && *old == entry) {
+            by_token_hash_.erase(old);
+        }
     }
-    it->second.token_hash = token_hash;
-    by_token_hash_[token_hash] = connection_id;
+    // a hash indexed for another connection finds this one from now on
+    auto taken = by_token_hash_.find(std::string_view(bytes.data(), bytes.size()));
+    if (taken != by_token_hash_.end()) {
+        by_token_hash_.erase(taken);
+    }
+    entry->token_hash = bytes;
+    entry->has_token_hash = true;
+    by_token_hash_.insert(entry);
 }
 
 std::string HubRegistry::find_by_token_hash(const std::string &token_hash) const
 {
-    auto it = by_token_hash_.find(token_hash);
-    return it == by_token_hash_.end() ? std::string() : it->second;
+    std::array<char, 32> bytes;
+    if (!hash_bytes(token_hash, bytes)) {
+        return "";
+    }
+    auto it = by_token_hash_.find(std::string_view(bytes.data(), bytes.size()));
+    return it == by_token_hash_.end() ? std::string() : (*it)->info.id;
 }
 
 bool HubRegistry::send(const std::string &connection_id, const sr_message_t &msg)
 {
-    auto it = connections_.find(connection_id);
+    auto it = find(connection_id);
     if (it == connections_.end()) {
         return false;
     }
-    return it->second.link->send_message(connection_id, msg);
+    return it->link->send_message(connection_id, msg);
 }
 
 void HubRegistry::send_many(const std::vector<std::string> &ids, const sr_message_t &msg)
 {
-    std::map<LinkPort *, std::vector<const std::string *>> by_link;
+    std::vector<const std::string *> pointers;
 
+    pointers.reserve(ids.size());
     for (const std::string &id : ids) {
-        auto it = connections_.find(id);
-        if (it != connections_.end()) {
-            by_link[it->second.link].push_back(&id);
-        }
+        pointers.push_back(&id);
     }
-    for (auto &[link, link_ids] : by_link) {
-        link->send_multicast(link_ids, msg);
+    LinkGroups groups = group_by_link(pointers);
+    send_grouped(groups, msg);
+}
+
+LinkGroups HubRegistry::group_by_link(const std::vector<const std::string *> &ids) const
+{
+    LinkGroups groups;
+
+    // as many ports as nginx workers: a linear search beats a map
+    for (const std::string *id : ids) {
+        auto it = find(*id);
+        if (it == connections_.end()) {
+            continue;
+        }
+        auto group = std::find_if(groups.begin(), groups.end(),
+                                  [&](const LinkGroup &g) { return g.link == it->link; });
+        if (group == groups.end()) {
+            groups.push_back({it->link, {}, {}});
+            group = groups.end() - 1;
+        }
+        group->ids.push_back(id);
+    }
+    return groups;
+}
+
+void HubRegistry::send_grouped(LinkGroups &groups, const sr_message_t &msg)
+{
+    for (LinkGroup &group : groups) {
+        group.link->send_group(group, msg);
     }
 }
 
 void HubRegistry::close(const std::string &connection_id, const char *error, bool allow_reconnect)
 {
-    auto it = connections_.find(connection_id);
+    auto it = find(connection_id);
     if (it == connections_.end()) {
         return;
     }
-    LinkPort *link = it->second.link;
+    LinkPort *link = it->link;
     disconnect(it);
     link->send_close(connection_id, error, allow_reconnect);
 }

@@ -3,11 +3,15 @@
 
 #pragma once
 
+#include <array>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <string>
-#include <unordered_map>
+#include <string_view>
+#include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include <signalr/ipc.h>
@@ -15,6 +19,18 @@
 #include "hub.h"
 
 namespace signalrd {
+
+class LinkPort;
+
+// Connections of one port that a message goes to, and the port's encoding of their ids,
+// which the port may keep here between sends to the same ids: whoever keeps a LinkGroup
+// for reuse clears encoded whenever it changes ids.
+struct LinkGroup {
+    LinkPort *link = nullptr;
+    std::vector<const std::string *> ids;
+    std::vector<std::string> encoded;
+};
+using LinkGroups = std::vector<LinkGroup>;
 
 // A worker link as the registry needs it: somewhere to queue frames for a connection. The
 // parking lot and the ports toward other instances (docs/backplane.md, "Stateful reconnect
@@ -31,6 +47,12 @@ public:
         for (const std::string *id : connection_ids) {
             send_message(*id, msg);
         }
+    }
+    // The same for group.ids; a port may keep its encoding of them in group.encoded and
+    // use it again while it is there.
+    virtual void send_group(LinkGroup &group, const sr_message_t &msg)
+    {
+        send_multicast(group.ids, msg);
     }
     virtual void send_close(const std::string &connection_id, const char *error,
                             bool allow_reconnect) = 0;
@@ -49,9 +71,14 @@ public:
     virtual void forget(const std::string &) {}
 };
 
-// Told of every connection that opens (true) or goes (false), after the hub was.
+// Told of every connection that opens (true) or goes (false), after the hub was. The
+// token's claims are in the info of the open call only (see HubRegistry).
 using ConnectionObserver = std::function<void(const ConnectionInfo &, bool opened)>;
 
+// Memory per connection is what an idle edge pays most for, so an entry holds its id once
+// (the set is keyed by the entry's own id) and the token index points at entries. The
+// token's claims are kept only until the hub and the observer have seen the open: nothing
+// reads them later, and a token's claims cost more than the rest of the entry.
 class HubRegistry final : public ConnectionSink {
 public:
     void set_observer(ConnectionObserver observer) { observer_ = std::move(observer); }
@@ -77,15 +104,16 @@ public:
     void shutdown();
 
     size_t connection_count() const { return connections_.size(); }
-    bool has_connection(const std::string &id) const { return connections_.count(id) != 0; }
+    bool has_connection(const std::string &id) const { return find(id) != connections_.end(); }
 
     // Stateful reconnect (parking.h). The port holding the connection, or nullptr.
     LinkPort *port_of(const std::string &connection_id) const;
     // Routes the connection to `to` from now on, when `from` holds it; the hub sees
     // nothing. False (nothing changed) otherwise.
     bool move(const std::string &connection_id, LinkPort &from, LinkPort &to);
-    // Indexes the connection by the SHA-256 (hex) of its connection token, so that a
-    // reconnecting client finds it; the index entry goes with the connection.
+    // Indexes the connection by the SHA-256 (64 hex digits) of its connection token, so
+    // that a reconnecting client finds it; the index entry goes with the connection. The
+    // entry keeps the 32 bytes, not the text; a hash of another form is not indexed.
     void set_token_hash(const std::string &connection_id, const std::string &token_hash);
     // The connection whose token has this hash, or "".
     std::string find_by_token_hash(const std::string &token_hash) const;
@@ -95,23 +123,72 @@ public:
     // multicast per link, so that a group of N connections costs one encoding per worker,
     // not N.
     void send_many(const std::vector<std::string> &ids, const sr_message_t &msg);
+    // The ids held here grouped by port, to be sent to with send_grouped() for as long as
+    // generation() stays the same. The pointers are the caller's and must outlive that use.
+    LinkGroups group_by_link(const std::vector<const std::string *> &ids) const;
+    void send_grouped(LinkGroups &groups, const sr_message_t &msg);
+    // Changes whenever a connection opens, goes or moves to another port.
+    uint64_t generation() const { return generation_; }
+
     void close(const std::string &connection_id, const char *error,
                bool allow_reconnect) override;
 
 private:
+    // An element of a std::unordered_set is const; info.id is the key and never changes,
+    // the rest may (hence mutable).
     struct Entry {
-        ConnectionInfo info;
-        LinkPort *link;
+        mutable ConnectionInfo info;
+        mutable LinkPort *link;
         Hub *hub;
-        std::string token_hash;   // empty until known
-    };
+        mutable std::array<char, 32> token_hash{};
+        mutable bool has_token_hash = false;
 
-    void disconnect(std::unordered_map<std::string, Entry>::iterator it);
+        std::string_view token_hash_bytes() const { return {token_hash.data(), 32}; }
+    };
+    struct ById {
+        using is_transparent = void;
+        size_t operator()(std::string_view id) const { return std::hash<std::string_view>{}(id); }
+        size_t operator()(const Entry &e) const { return (*this)(std::string_view(e.info.id)); }
+        bool operator()(const Entry &a, const Entry &b) const { return a.info.id == b.info.id; }
+        bool operator()(std::string_view a, const Entry &b) const { return a == b.info.id; }
+        bool operator()(const Entry &a, std::string_view b) const { return a.info.id == b; }
+    };
+    struct ByTokenHash {
+        using is_transparent = void;
+        size_t operator()(std::string_view h) const { return std::hash<std::string_view>{}(h); }
+        size_t operator()(const Entry *e) const { return (*this)(e->token_hash_bytes()); }
+        bool operator()(const Entry *a, const Entry *b) const
+        {
+            return a->token_hash == b->token_hash;
+        }
+        bool operator()(std::string_view a, const Entry *b) const
+        {
+            return a == b->token_hash_bytes();
+        }
+        bool operator()(const Entry *a, std::string_view b) const
+        {
+            return a->token_hash_bytes() == b;
+        }
+    };
+    using Entries = std::unordered_set<Entry, ById, ById>;
+
+    void disconnect(Entries::iterator it);
+    Entries::iterator find(const std::string &id)
+    {
+        return connections_.find(std::string_view(id));
+    }
+    Entries::const_iterator find(const std::string &id) const
+    {
+        return connections_.find(std::string_view(id));
+    }
 
     std::map<std::string, Hub *> hubs_;
-    std::unordered_map<std::string, Entry> connections_;
-    std::unordered_map<std::string, std::string> by_token_hash_;   // -> connection id
+    Entries connections_;
+    // Entries whose token hash is known; an entry leaves it before it goes.
+    std::unordered_set<const Entry *, ByTokenHash, ByTokenHash> by_token_hash_;
     ConnectionObserver observer_;
+    Json no_claims_ = Json::object();   // shared by every entry once its open is done
+    uint64_t generation_ = 0;
 };
 
 }  // namespace signalrd

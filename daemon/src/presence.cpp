@@ -85,17 +85,21 @@ void Presence::check_event(const std::string &hub, const std::string &user, bool
 
 void Presence::on_connection(const ConnectionInfo &c, bool opened)
 {
-    HubCounts &hub = counts_[c.hub];
+    auto counts = counts_.try_emplace(c.hub).first;
+    HubCounts &hub = counts->second;
 
     if (opened) {
-        connections_[c.id] = {c.hub, c.user, {}};
+        Local local{&counts->first, nullptr, {}};
         write({"HSET", hash_key(c.hub, instance_, "connections"), c.id, c.user});
         if (!c.user.empty()) {
             count(c.hub, "users", hub.users, c.user, 1);
-            if (hub.users[c.user] == 1) {
+            auto user = hub.users.find(c.user);
+            local.user = &user->first;
+            if (user->second == 1) {
                 check_event(c.hub, c.user, true);
             }
         }
+        connections_[c.id] = std::move(local);
         return;
     }
 
@@ -127,10 +131,10 @@ void Presence::on_group(const std::string &connection_id, const std::string &gro
 
     if (joined && at == c.groups.end()) {
         c.groups.push_back(group);
-        count(c.hub, "groups", counts_[c.hub].groups, group, 1);
+        count(*c.hub, "groups", counts_[*c.hub].groups, group, 1);
     } else if (!joined && at != c.groups.end()) {
         c.groups.erase(at);
-        count(c.hub, "groups", counts_[c.hub].groups, group, -1);
+        count(*c.hub, "groups", counts_[*c.hub].groups, group, -1);
     }
 }
 
@@ -148,8 +152,8 @@ std::vector<RedisArgs> Presence::rewrite_commands() const
         }
     }
     for (const auto &[id, c] : connections_) {
-        RedisArgs &h = hsets[hash_key(c.hub, instance_, "connections")];
-        h.insert(h.end(), {id, c.user});
+        RedisArgs &h = hsets[hash_key(*c.hub, instance_, "connections")];
+        h.insert(h.end(), {id, c.user ? *c.user : std::string()});
     }
     for (const auto &[hub, counts] : counts_) {
         for (const auto &[user, n] : counts.users) {

@@ -70,9 +70,12 @@ public:
                          const char *what) const;
 
 private:
+    // Per connection only pointers to the names counts_ holds anyway (an idle instance
+    // holds little else than connections): the hub is a key of counts_, never erased; the
+    // user a key of its users, erased only with the user's last connection.
     struct Local {
-        std::string hub;
-        std::string user;
+        const std::string *hub = nullptr;
+        const std::string *user = nullptr;   // null: no user
         std::vector<std::string> groups;
     };
     struct HubCounts {

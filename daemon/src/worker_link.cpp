@@ -335,32 +335,76 @@ bool WorkerLink::send_message(const std::string &connection_id, const sr_message
 void WorkerLink::send_multicast(const std::vector<const std::string *> &connection_ids,
                                 const sr_message_t &msg)
 {
-    constexpr size_t kMulticastIds = 4096;
+    LinkGroup group{this, connection_ids, {}};
+
+    send_group(group, msg);
+}
+
+namespace {
+
+constexpr size_t multicast_ids = 4096;   // ids per MULTICAST frame
+
+// The start of one MULTICAST frame for ids [first, first + count): its header, with the
+// length left for sr_ipc_end(), and the id list. The same ids give the same bytes.
+Result<std::string> encode_multicast_ids(const std::vector<const std::string *> &connection_ids,
+                                         size_t first, size_t count)
+{
     std::vector<const char *> ids;
     std::vector<size_t> lens;
+    sr_buf_t buf;
+    sr_error_t err;
+    size_t offset = 0;
+
+    for (size_t i = first; i < first + count; i++) {
+        ids.push_back(connection_ids[i]->data());
+        lens.push_back(connection_ids[i]->size());
+    }
+    sr_buf_init(&buf);
+    int rc = sr_ipc_multicast_begin(&buf, ids.data(), lens.data(), count, &offset, &err);
+    std::string out = rc == SR_OK ? std::string(reinterpret_cast<char *>(buf.data), buf.len) : "";
+    sr_buf_free(&buf);
+    if (rc != SR_OK || offset != 0) {
+        return Status::protocol_error(rc == SR_OK ? "multicast header not at its start" : err.str);
+    }
+    return out;
+}
+
+}  // namespace
+
+void WorkerLink::send_group(LinkGroup &group, const sr_message_t &msg)
+{
+    const std::vector<const std::string *> &all = group.ids;
     sr_error_t err;
 
-    for (size_t first = 0; first < connection_ids.size() && !failed_ && !closing_;
-         first += kMulticastIds) {
-        size_t count = std::min(kMulticastIds, connection_ids.size() - first);
-        size_t offset = 0;
-        size_t mark = out_.len;
-
-        ids.clear();
-        lens.clear();
-        for (size_t i = first; i < first + count; i++) {
-            ids.push_back(connection_ids[i]->data());
-            lens.push_back(connection_ids[i]->size());
+    if (group.encoded.empty()) {
+        for (size_t first = 0; first < all.size(); first += multicast_ids) {
+            Result<std::string> ids =
+                encode_multicast_ids(all, first, std::min(multicast_ids, all.size() - first));
+            if (!ids.is_ok()) {
+                group.encoded.clear();
+                log_error("worker link %u: encoding a multicast failed: %s", number_,
+                          ids.status().message().c_str());
+                return;
+            }
+            group.encoded.push_back(std::move(*ids));
         }
-        int rc = sr_ipc_multicast_begin(&out_, ids.data(), lens.data(), count, &offset, &err);
-        if (rc == SR_OK) {
-            rc = sr_message_encode_payload(SR_PROTOCOL_MSGPACK, &msg, &out_, &err);
+    }
+    for (const std::string &ids : group.encoded) {
+        if (failed_ || closing_) {
+            return;
         }
+        size_t offset = out_.len;
+        int rc = sr_buf_append(&out_, ids.data(), ids.size());
+        if (rc != SR_OK) {
+            fail("out of memory");
+            return;
+        }
+        rc = sr_message_encode_payload(SR_PROTOCOL_MSGPACK, &msg, &out_, &err);
         if (rc == SR_OK) {
             rc = sr_ipc_end(&out_, offset, &err);
         }
         if (rc != SR_OK) {
-            out_.len = mark;   // drop the partial frame
+            out_.len = offset;   // drop the partial frame
             log_error("worker link %u: encoding a %s multicast failed: %s", number_,
                       sr_message_type_name(msg.type), err.str);
             return;

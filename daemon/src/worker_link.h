@@ -70,6 +70,9 @@ public:
     bool send_message(const std::string &connection_id, const sr_message_t &msg) override;
     void send_multicast(const std::vector<const std::string *> &connection_ids,
                         const sr_message_t &msg) override;
+    // Keeps the encoded MULTICAST id lists (one per frame of at most 4,096 ids) in
+    // group.encoded: a group sent to again costs a copy of them, not an encoding per id.
+    void send_group(LinkGroup &group, const sr_message_t &msg) override;
     void send_close(const std::string &connection_id, const char *error,
                     bool allow_reconnect) override;
     bool send_encoded(const std::string &connection_id, const unsigned char *data,

@@ -188,6 +188,27 @@ TEST_F(PushApiTest, TokensSignedWithTheKeyForThisUrlPass)
     EXPECT_EQ(api.authenticate(stale).message(), "token expired");
 }
 
+// A token that verified is remembered, for its own audience and its exact text only.
+TEST_F(PushApiTest, AVerifiedTokenIsRememberedForItsAudienceOnly)
+{
+    HttpRequest good = request("POST", "/api/hubs/NotificationHub/:send", key);
+    for (int i = 0; i < 3; i++) {
+        EXPECT_TRUE(api.authenticate(good).is_ok());
+    }
+    HttpRequest elsewhere = good;
+    elsewhere.path = "/api/hubs/OrderHub/:send";
+    EXPECT_EQ(api.authenticate(elsewhere).message(), "wrong audience");
+
+    HttpRequest tampered = good;
+    for (auto &[name, value] : tampered.headers) {
+        if (name == "authorization") {
+            value.back() = value.back() == 'A' ? 'B' : 'A';
+        }
+    }
+    EXPECT_FALSE(api.authenticate(tampered).is_ok()) << "another text is verified anew";
+    EXPECT_TRUE(api.authenticate(good).is_ok());
+}
+
 TEST_F(PushApiTest, AnswersInOrderBadPathThenAuthThenHub)
 {
     EXPECT_EQ(handle(request("POST", "/api/hubs/NotificationHub/nothing", "")).status, 404);

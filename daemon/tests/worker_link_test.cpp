@@ -335,6 +335,70 @@ TEST_F(WorkerLinkTest, SendManyMulticastsOnceAWorker)
     }
 }
 
+// A group sent to twice: the second send copies the id lists the first one encoded (one
+// per frame of at most 4,096 ids), and the worker reads the same ids with each message.
+TEST_F(WorkerLinkTest, AGroupSentAgainReusesItsEncodedIdLists)
+{
+    FakeWorker w(io_, path_);
+    w.hello(SR_IPC_VERSION, 1001);
+    std::vector<std::string> names;
+    for (size_t i = 0; i < 5000; i++) {
+        names.push_back("m-" + std::to_string(i));
+        w.open(names.back(), "Test", "u");
+        // the fake worker writes blocking, on this thread: let the daemon side read
+        if (i % 200 == 199) {
+            ASSERT_TRUE(w.wait([&] { return registry_.connection_count() == i + 1; }));
+        }
+    }
+
+    std::vector<const std::string *> ids;
+    for (const std::string &n : names) {
+        ids.push_back(&n);
+    }
+    LinkGroups groups = registry_.group_by_link(ids);
+    ASSERT_EQ(groups.size(), 1u);
+    for (const char *target : {"first", "second"}) {
+        sr_message_t msg = invocation(target, nullptr);
+        registry_.send_grouped(groups, msg);
+        sr_message_clear(&msg);
+        EXPECT_EQ(groups[0].encoded.size(), 2u) << "kept for the next send";
+    }
+    ASSERT_TRUE(w.wait([&] { return w.count(SR_IPC_MULTICAST) == 4; }));
+
+    std::vector<std::string> targets;
+    std::vector<std::string> all;
+    for (size_t k = 0; k < 4; k++) {
+        const Frame *f = w.find(SR_IPC_MULTICAST, k);
+        sr_ipc_id_iter_t it;
+        const unsigned char *message;
+        size_t message_len;
+        sr_error_t err;
+        ASSERT_EQ(sr_ipc_multicast_parse(f->body.data(), f->body.size(), &it, &message,
+                                         &message_len, &err),
+                  SR_OK)
+            << err.str;
+        const char *id;
+        size_t id_len;
+        size_t n = 0;
+        while (sr_ipc_multicast_next(&it, &id, &id_len)) {
+            all.emplace_back(id, id_len);
+            n++;
+        }
+        EXPECT_EQ(n, k % 2 == 0 ? 4096u : 904u);
+        sr_message_t got;
+        ASSERT_EQ(sr_message_decode_payload(SR_PROTOCOL_MSGPACK, message, message_len, nullptr,
+                                            &got, &err),
+                  SR_OK)
+            << err.str;
+        targets.emplace_back(got.target);
+        sr_message_clear(&got);
+    }
+    EXPECT_EQ(targets, (std::vector<std::string>{"first", "first", "second", "second"}));
+    std::vector<std::string> twice = names;
+    twice.insert(twice.end(), names.begin(), names.end());
+    EXPECT_EQ(all, twice);
+}
+
 // The chat hub behind a real link: what the nginx module will see.
 class ChatOverLink : public testing::ChatFixture {
 protected:
