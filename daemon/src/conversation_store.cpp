@@ -670,24 +670,48 @@ asio::awaitable<Result<AppendResult>> ConversationStore::append_batch(
     const Fragment &last = batch.back();
     for (const Fragment &f : batch) {
         text += f.text;
-        parts += (parts.empty() ? "" : ",") + f.fragment_id + ":" + std::to_string(text.size());
+        if (!parts.empty()) {
+            parts += ',';
+        }
+        parts += f.fragment_id;
+        parts += ':';
+        parts += std::to_string(text.size());
     }
 
     const std::string &reply_id = last.message_id;
-    // the keys as messages_key() and the others name them, from one prefix
-    const std::string conv = conversation_key(id);
-    RedisArgs args = {"7", conv, conv + ":messages", conv + ":backlog", conv + ":reply",
-                      conv + ":cancel", replies_key(), conv + ":starts",
-                      reply_id, last.sender, text, last.fragment_id, parts, backlog_max_len,
-                      lease_value(reply_id), lease_ms(), conversation_channel(id),
-                      fragments_payload(batch), std::to_string(lease_deadline()),
-                      reply_member(id, reply_id), std::to_string(history_messages_),
-                      hints.first_send ? "1" : "0", hints.starts_message ? "1" : "0"};
+    // the keys as messages_key() and the others name them, from one prefix. Pushed one by
+    // one rather than from a braced list, whose strings would each be copied once more.
+    RedisArgs args;
+    args.reserve(23);   // the key count, 7 keys, 15 arguments: conv below stays valid
+    args.emplace_back("7");
+    args.push_back(conversation_key(id));
+    const std::string &conv = args.back();
+    args.push_back(conv + ":messages");
+    args.push_back(conv + ":backlog");
+    args.push_back(conv + ":reply");
+    args.push_back(conv + ":cancel");
+    args.push_back(replies_key());
+    args.push_back(conv + ":starts");
+    args.push_back(reply_id);
+    args.push_back(last.sender);
+    args.push_back(std::move(text));
+    args.push_back(last.fragment_id);
+    args.push_back(std::move(parts));
+    args.emplace_back(backlog_max_len);
+    args.push_back(lease_value(reply_id));
+    args.push_back(lease_ms());
+    args.push_back(conversation_channel(id));
+    args.push_back(fragments_payload(batch));
+    args.push_back(std::to_string(lease_deadline()));
+    args.push_back(reply_member(id, reply_id));
+    args.push_back(std::to_string(history_messages_));
+    args.emplace_back(hints.first_send ? "1" : "0");
+    args.emplace_back(hints.starts_message ? "1" : "0");
     Result<RedisValue> r = co_await redis_.eval(append_batch_script(), std::move(args));
     if (!r.is_ok()) {
         co_return r.status();
     }
-    const std::string verdict = r->elements.empty() ? "" : r->elements[0].str;
+    std::string_view verdict = r->elements.empty() ? "" : std::string_view(r->elements[0].str);
     if (verdict == "missing") {
         co_return Status::not_found("conversation not found");
     }
@@ -695,7 +719,7 @@ asio::awaitable<Result<AppendResult>> ConversationStore::append_batch(
         co_return Status::conflict(verdict == "lost" ? "the reply was taken over"
                                                      : "the reply has ended");
     }
-    co_return AppendResult{r->elements[1].str, r->elements[2].str == "1"};
+    co_return AppendResult{std::move(r->elements[1].str), r->elements[2].str == "1"};
 }
 
 asio::awaitable<Status> ConversationStore::complete_reply(const std::string &id,

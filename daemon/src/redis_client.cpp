@@ -1,5 +1,6 @@
 #include "redis_client.h"
 
+#include <charconv>
 #include <cstdlib>
 #include <cstring>
 
@@ -24,6 +25,24 @@ std::string RedisEndpoint::describe() const
 }
 
 namespace {
+
+// "*<n>\r\n" or "$<n>\r\n": an array of n elements or a bulk string of n bytes.
+void append_resp_header(std::string &out, char kind, size_t n)
+{
+    char digits[24];
+    char *end = std::to_chars(digits, digits + sizeof(digits), n).ptr;
+
+    out.push_back(kind);
+    out.append(digits, end);
+    out.append("\r\n", 2);
+}
+
+void append_resp_bulk(std::string &out, std::string_view value)
+{
+    append_resp_header(out, '$', value.size());
+    out.append(value);
+    out.append("\r\n", 2);
+}
 
 // Redis names a script by the SHA1 of its text, in lowercase hex.
 std::string sha1_hex(const std::string &text)
@@ -527,28 +546,30 @@ asio::awaitable<void> RedisClient::keep_alive()
 
 void RedisClient::submit(const RedisArgs &args, PendingCall *call)
 {
-    // every backlog write passes here: the usual command fits on the stack
-    constexpr size_t on_stack = 32;
-    const char *argv_small[on_stack];
-    size_t lens_small[on_stack];
-    std::vector<const char *> argv_large;
-    std::vector<size_t> lens_large;
-    const char **argv = argv_small;
-    size_t *lens = lens_small;
+    submit({}, args, call);
+}
 
-    if (args.size() > on_stack) {
-        argv_large.resize(args.size());
-        lens_large.resize(args.size());
-        argv = argv_large.data();
-        lens = lens_large.data();
+// Design note: the command is written in RESP here, into a buffer kept between calls, and
+// handed to hiredis formatted (hiredis copies it into its output buffer at once).
+// redisAsyncCommandArgv would build it with sdscatfmt in a fresh string each call, which
+// was a sixteenth of the daemon's time a streamed fragment, and eval() would have to put
+// its two leading arguments in front of the caller's vector.
+void RedisClient::submit(std::initializer_list<std::string_view> head, const RedisArgs &args,
+                         PendingCall *call)
+{
+    std::string &out = wire_;
+
+    out.clear();
+    append_resp_header(out, '*', head.size() + args.size());
+    for (std::string_view a : head) {
+        append_resp_bulk(out, a);
     }
-    for (size_t i = 0; i < args.size(); i++) {
-        argv[i] = args[i].data();
-        lens[i] = args[i].size();
+    for (const std::string &a : args) {
+        append_resp_bulk(out, a);
     }
     if (context_ == nullptr || !ready_ ||
-        redisAsyncCommandArgv(context_, call ? reply_callback : nullptr, call,
-                              static_cast<int>(args.size()), argv, lens) != REDIS_OK) {
+        redisAsyncFormattedCommand(context_, call ? reply_callback : nullptr, call, out.data(),
+                                   out.size()) != REDIS_OK) {
         if (call != nullptr) {
             call->complete(Status::unavailable("redis is not connected"));
             delete call;
@@ -596,30 +617,29 @@ asio::awaitable<Result<RedisValue>> RedisClient::command(RedisArgs args)
         asio::use_awaitable, std::move(args));
 }
 
-// args is read only while the command is formatted, before the first suspension, so it
-// may be a reference: eval() sends the same arguments a second time.
-asio::awaitable<Result<RedisValue>> RedisClient::send(const RedisArgs &args)
+// head and args are read only while the command is formatted, before the first
+// suspension, so they may be references: eval() sends the same arguments a second time.
+asio::awaitable<Result<RedisValue>> RedisClient::send(std::string_view verb,
+                                                      std::string_view first,
+                                                      const RedisArgs &args)
 {
     return asio::async_initiate<decltype(asio::use_awaitable), void(Result<RedisValue>)>(
-        [this, &args](auto handler) {
+        [this, verb, first, &args](auto handler) {
             using Handler = decltype(handler);
-            submit(args, new CoroutineCall<Handler>(std::move(handler)));
+            submit({verb, first}, args, new CoroutineCall<Handler>(std::move(handler)));
         },
         asio::use_awaitable);
 }
 
 asio::awaitable<Result<RedisValue>> RedisClient::eval(const RedisScript &script, RedisArgs args)
 {
-    args.insert(args.begin(), {"EVALSHA", script.sha1()});
-    Result<RedisValue> r = co_await send(args);
+    Result<RedisValue> r = co_await send("EVALSHA", script.sha1(), args);
     // NOSCRIPT: nothing ran, so sending the text is no repeat
     if (r.is_ok() || r.status().code() != StatusCode::internal ||
         r.status().message().rfind("redis: NOSCRIPT", 0) != 0) {
         co_return r;
     }
-    args[0] = "EVAL";
-    args[1] = script.body();
-    co_return co_await send(args);
+    co_return co_await send("EVAL", script.body(), args);
 }
 
 asio::awaitable<Result<RedisValue>> RedisClient::transaction(std::vector<RedisArgs> commands)

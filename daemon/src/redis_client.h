@@ -25,8 +25,10 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "asio_util.h"
@@ -142,7 +144,10 @@ private:
     void drop_connection(const char *why);
     asio::awaitable<void> keep_alive();
     void submit(const RedisArgs &args, PendingCall *call);
-    asio::awaitable<Result<RedisValue>> send(const RedisArgs &args);
+    void submit(std::initializer_list<std::string_view> head, const RedisArgs &args,
+                PendingCall *call);
+    asio::awaitable<Result<RedisValue>> send(std::string_view verb, std::string_view first,
+                                             const RedisArgs &args);
     bool submit_subscription(const char *verb, const std::vector<std::string> &channels);
     void notify_state(bool up);
     static void on_connect(const redisAsyncContext *ac, int status);
@@ -162,6 +167,7 @@ private:
     std::shared_ptr<bool> alive_;   // tells the keep-alive loop the client still exists
     RedisStateHandler state_handler_;
     std::unique_ptr<Subscriber> subscriber_;   // set in subscriber mode
+    std::string wire_;                         // the command being sent, in RESP
 };
 
 }  // namespace signalrd

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <iterator>
 
 #include "uuid.h"
 
@@ -149,17 +150,17 @@ void ReplyRunner::shutdown()
 asio::awaitable<void> ReplyRunner::run(std::shared_ptr<Reply> reply, ReplyRequest request)
 {
     TokenSink sink = [this, reply](std::string token) -> asio::awaitable<Status> {
-        if (live_tokens_) {
-            co_return co_await queue(*reply, std::move(token));
-        }
-        if (reply->held) {
-            Status s = co_await queue(*reply, std::move(*reply->held));
-            if (!s.is_ok()) {
-                co_return s;
+        if (!live_tokens_) {
+            if (!reply->held) {
+                reply->held = std::move(token);
+                co_return Status::ok();
             }
+            std::swap(*reply->held, token);   // queue the held token, hold this one
         }
-        reply->held = std::move(token);
-        co_return Status::ok();
+        if (must_wait(*reply)) {
+            co_await wait_for_room(*reply);
+        }
+        co_return push(*reply, std::move(token));
     };
 
     Status status = co_await provider_.generate(request, reply->control, sink);
@@ -203,30 +204,42 @@ asio::awaitable<void> ReplyRunner::keep_lease(std::shared_ptr<Reply> reply)
     }
 }
 
-// Waits for room in the hold-back queue (this is the bound), then queues the text. A
-// token that comes after a cancel is dropped: the reply ends saying it was cancelled.
-asio::awaitable<Status> ReplyRunner::queue(Reply &reply, std::string text)
+// Whether a token must wait for room in the hold-back queue (this is the bound) before
+// push() queues it. A token that comes after a cancel is dropped: the reply ends saying
+// it was cancelled. Design note: plain functions, with a coroutine only for the wait, as
+// the queue mostly has room: a coroutine frame less for every token.
+bool ReplyRunner::must_wait(const Reply &reply) const
 {
-    while (reply.queued.size() + reply.in_flight >= hold_back_limit_ &&
-           reply.write_failure.is_ok() && !reply.control.cancelled()) {
+    return reply.queued.size() + reply.in_flight >= hold_back_limit_ &&
+           reply.write_failure.is_ok() && !reply.control.cancelled();
+}
+
+asio::awaitable<void> ReplyRunner::wait_for_room(Reply &reply)
+{
+    while (must_wait(reply)) {
         co_await wait_for_wake(reply.room);
     }
+}
+
+Status ReplyRunner::push(Reply &reply, std::string text)
+{
     if (!reply.write_failure.is_ok()) {
-        co_return reply.write_failure;
+        return reply.write_failure;
     }
     if (reply.control.cancelled()) {
-        co_return Status::ok();
+        return Status::ok();
     }
     reply.tokens++;
     reply.queued.push_back({reply.reply_id, sender_assistant, std::move(text), new_uuid_v7(),
                             false});
     reply.work.cancel();
-    co_return Status::ok();
+    return Status::ok();
 }
 
 asio::awaitable<void> ReplyRunner::write_queue(std::shared_ptr<Reply> reply)
 {
     const size_t max_batch = std::max<size_t>(1, batching_.max_fragments);
+    std::vector<Fragment> batch;   // reused: one allocation for the reply, not a write
     bool idle = true;
 
     for (;;) {
@@ -246,7 +259,8 @@ asio::awaitable<void> ReplyRunner::write_queue(std::shared_ptr<Reply> reply)
         }
 
         size_t n = std::min(reply->queued.size(), max_batch);
-        std::vector<Fragment> batch(reply->queued.begin(), reply->queued.begin() + n);
+        batch.assign(std::make_move_iterator(reply->queued.begin()),
+                     std::make_move_iterator(reply->queued.begin() + n));
         reply->queued.erase(reply->queued.begin(), reply->queued.begin() + n);
         reply->in_flight = n;
 
@@ -297,7 +311,7 @@ asio::awaitable<bool> ReplyRunner::retry_pause(Reply &reply, int attempt)
     co_return true;
 }
 
-asio::awaitable<Status> ReplyRunner::write_batch(Reply &reply, const std::vector<Fragment> &batch)
+asio::awaitable<Status> ReplyRunner::write_batch(Reply &reply, std::vector<Fragment> &batch)
 {
     for (int attempt = 0;; attempt++) {
         // the first send of a batch cannot be a repeat, and it starts the message when
@@ -306,10 +320,13 @@ asio::awaitable<Status> ReplyRunner::write_batch(Reply &reply, const std::vector
         Result<AppendResult> r = co_await store_.append_batch(reply.conversation_id, batch,
                                                               hints);
         if (r.is_ok()) {
-            for (const Fragment &f : batch) {
+            // stored: the batch is not needed again, so each event takes its fragment
+            ConversationEvent event;
+            for (Fragment &f : batch) {
                 reply.text += f.text;
                 reply.fragments.emplace_back(f.fragment_id, reply.text.size());
-                bus_.publish(reply.conversation_id, {ConversationEvent::Kind::fragment, f});
+                event.fragment = std::move(f);
+                bus_.publish(reply.conversation_id, event);
             }
             if (r->cancel_requested) {
                 reply.stop();

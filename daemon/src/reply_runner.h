@@ -105,10 +105,13 @@ private:
 
     asio::awaitable<void> run(std::shared_ptr<Reply> reply, ReplyRequest request);
     asio::awaitable<void> keep_lease(std::shared_ptr<Reply> reply);
-    asio::awaitable<Status> queue(Reply &reply, std::string text);
+    bool must_wait(const Reply &reply) const;
+    asio::awaitable<void> wait_for_room(Reply &reply);
+    Status push(Reply &reply, std::string text);
     asio::awaitable<void> write_queue(std::shared_ptr<Reply> reply);
     asio::awaitable<void> gather(Reply &reply);
-    asio::awaitable<Status> write_batch(Reply &reply, const std::vector<Fragment> &batch);
+    // On success the batch's fragments have been moved to the bus's listeners.
+    asio::awaitable<Status> write_batch(Reply &reply, std::vector<Fragment> &batch);
     asio::awaitable<bool> retry_pause(Reply &reply, int attempt);
     asio::awaitable<void> finish(Reply &reply, std::string final_text);
     asio::awaitable<Status> store_end(Reply &reply, const StoredMessage &m, const Fragment &f);

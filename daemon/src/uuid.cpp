@@ -1,6 +1,8 @@
 #include "uuid.h"
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 
 #include <sys/random.h>
 
@@ -10,19 +12,6 @@ namespace {
 
 constexpr uint64_t counter_bits = 42;
 constexpr uint64_t counter_mask = (uint64_t{1} << counter_bits) - 1;
-
-uint64_t random_u64()
-{
-    uint64_t value = 0;
-
-    // getrandom() on a small buffer does not fail once the pool is initialised; if it
-    // ever does, the counter and the clock still keep the ids unique in this process
-    if (getrandom(&value, sizeof(value), 0) != sizeof(value)) {
-        value = static_cast<uint64_t>(
-            std::chrono::steady_clock::now().time_since_epoch().count()) * 0x9e3779b97f4a7c15u;
-    }
-    return value;
-}
 
 std::string format_uuid(const std::array<uint8_t, 16> &bytes)
 {
@@ -42,6 +31,45 @@ std::string format_uuid(const std::array<uint8_t, 16> &bytes)
 
 }  // namespace
 
+void RandomPool::refill()
+{
+    size_t got = 0;
+
+    // past 256 bytes a signal may cut getrandom() short: it is called again. It does not
+    // fail once the kernel's pool is initialised; should it, the clock fills the rest and
+    // the counter still keeps the ids unique in this process
+    while (got < bytes_.size()) {
+        ssize_t n = getrandom(bytes_.data() + got, bytes_.size() - got, 0);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            break;
+        }
+        got += static_cast<size_t>(n);
+    }
+    for (; got < bytes_.size(); got++) {
+        auto t = static_cast<uint64_t>(
+            std::chrono::steady_clock::now().time_since_epoch().count()) + got;
+        bytes_[got] = static_cast<uint8_t>((t * 0x9e3779b97f4a7c15u) >> 56);
+    }
+    used_ = 0;
+    refills_++;
+}
+
+uint64_t RandomPool::next_u64()
+{
+    uint64_t value = 0;
+
+    if (bytes_.size() - used_ < sizeof(value)) {
+        refill();
+    }
+    std::memcpy(&value, bytes_.data() + used_, sizeof(value));
+    std::memset(bytes_.data() + used_, 0, sizeof(value));
+    used_ += sizeof(value);
+    return value;
+}
+
 std::string UuidV7Generator::next()
 {
     auto now = std::chrono::system_clock::now().time_since_epoch();
@@ -51,22 +79,20 @@ std::string UuidV7Generator::next()
 
 std::string UuidV7Generator::next_at(uint64_t unix_ms)
 {
-    uint64_t rnd = random_u64();
-
     if (unix_ms > last_ms_) {
         // a fresh millisecond: start the counter at a random value with its top bit
         // clear, leaving room for at least 2^41 more ids in that millisecond
         last_ms_ = unix_ms;
-        counter_ = rnd & (counter_mask >> 1);
+        counter_ = random_.next_u64() & (counter_mask >> 1);
     } else if (counter_ == counter_mask) {
         // counter exhausted, or the clock went back: borrow the next millisecond
         last_ms_++;
-        counter_ = rnd & (counter_mask >> 1);
+        counter_ = random_.next_u64() & (counter_mask >> 1);
     } else {
         counter_++;
     }
 
-    uint64_t tail = random_u64() & 0xffffffffu;
+    uint64_t tail = random_.next_u64() & 0xffffffffu;
     uint64_t rand_a = counter_ >> 30;              // 12 bits
     uint64_t rand_b_high = counter_ & 0x3fffffffu; // 30 bits
     std::array<uint8_t, 16> b{};

@@ -15,6 +15,28 @@
 
 namespace signalrd {
 
+// Bytes of the kernel's CSPRNG (getrandom()), drawn a block at a time: one system call
+// for many ids instead of one or two for each. Design note: the bytes stay as
+// unpredictable as the kernel made them; each is handed out once and wiped when taken,
+// so a later look at the process's memory does not show the random bits of ids already
+// made. One loop thread: not thread safe.
+class RandomPool {
+public:
+    static constexpr size_t block_size = 512;
+
+    uint64_t next_u64();
+
+    // How many blocks were drawn from the kernel so far; for tests.
+    uint64_t refills() const { return refills_; }
+
+private:
+    void refill();
+
+    std::array<uint8_t, block_size> bytes_{};
+    size_t used_ = block_size;     // all taken: the first call draws a block
+    uint64_t refills_ = 0;
+};
+
 // Generates ids that strictly increase within one process, even when many are made in
 // one millisecond or the clock steps back (RFC 9562 section 6.2, method 1: a counter
 // in the bits after the version, reseeded at random each new millisecond). One loop
@@ -28,6 +50,7 @@ public:
     std::string next_at(uint64_t unix_ms);
 
 private:
+    RandomPool random_;
     uint64_t last_ms_ = 0;
     uint64_t counter_ = 0;     // 42 bits: 12 of rand_a, 30 of rand_b
 };

@@ -127,6 +127,30 @@ TEST_F(BackplaneStore, ARedisScriptIsNamedAsRedisNamesIt)
     EXPECT_EQ(bad->status().code(), StatusCode::internal) << "a script's error is no NOSCRIPT";
 }
 
+TEST_F(BackplaneStore, ArgumentsReachRedisByteForByte)
+{
+    // the client writes the commands' wire form itself: lengths, not delimiters, frame
+    // each argument
+    std::string binary("a\r\nb\0c$3\r\n*2", 13);
+    std::string large(100000, 'x');
+    large[50000] = '\n';
+    RedisScript echo("return ARGV");
+
+    auto r = testing::run_coro(io_, redis_->eval(echo, {"0", binary, "", large, "\xff"}));
+    ASSERT_TRUE(r && r->is_ok()) << (r ? r->status().message() : "no answer");
+    ASSERT_EQ((*r)->elements.size(), 4u);
+    EXPECT_EQ((*r)->elements[0].str, binary);
+    EXPECT_EQ((*r)->elements[1].str, "");
+    EXPECT_EQ((*r)->elements[2].str, large);
+    EXPECT_EQ((*r)->elements[3].str, "\xff");
+
+    ASSERT_TRUE(testing::run_coro(io_, redis_->command({"SET", "signalrd:test:bytes", binary})));
+    auto got = testing::run_coro(io_, redis_->command({"GET", "signalrd:test:bytes"}));
+    ASSERT_TRUE(got && got->is_ok());
+    EXPECT_EQ((*got)->str, binary);
+    testing::run_coro(io_, redis_->command({"DEL", "signalrd:test:bytes"}));
+}
+
 TEST_F(BackplaneStore, AFirstSendSkipsTheRepeatCheckButKeepsTheOtherGuarantees)
 {
     auto turn = testing::run_coro(io_, store_->create("alice", "hints"));

@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "uuid.h"
 
 namespace signalrd {
@@ -54,6 +56,36 @@ TEST(UuidV7, ProcessGeneratorIsMonotonic)
         ASSERT_LT(prev, next);
         prev = next;
     }
+}
+
+TEST(RandomPool, DrawsFromTheKernelOnceABlock)
+{
+    RandomPool pool;
+    std::set<uint64_t> seen;
+    const size_t per_block = RandomPool::block_size / sizeof(uint64_t);
+
+    EXPECT_EQ(pool.refills(), 0u) << "nothing is drawn before it is needed";
+    for (size_t i = 0; i < 3 * per_block; i++) {
+        seen.insert(pool.next_u64());
+    }
+    EXPECT_EQ(pool.refills(), 3u);
+    // 192 values of 64 random bits: a repeat would mean bytes handed out twice
+    EXPECT_EQ(seen.size(), 3 * per_block);
+    pool.next_u64();
+    EXPECT_EQ(pool.refills(), 4u);
+}
+
+TEST(UuidV7, GeneratorsDoNotShareTheirRandomBits)
+{
+    UuidV7Generator a;
+    UuidV7Generator b;
+    std::set<std::string> ids;
+
+    for (int i = 0; i < 200; i++) {
+        ids.insert(a.next_at(7000 + i));
+        ids.insert(b.next_at(7000 + i));
+    }
+    EXPECT_EQ(ids.size(), 400u) << "two generators made the same id in the same millisecond";
 }
 
 TEST(NormalizeUuid, LowercasesAndRejectsMalformedText)
