@@ -251,6 +251,15 @@ void Backplane::on_conversation_message(Channel &channel, const std::string &pay
     if (!split_channel_payload(payload, entry_id, text)) {
         return;
     }
+    // This instance's own fragments coming back, shown to its streams already: only their
+    // entry id matters, so they are told by their first bytes instead of parsed, which
+    // was a sixth of the daemon's time per streamed fragment.
+    if (!channel.catching_up && text.starts_with(store_.own_fragments_prefix())) {
+        if (compare_entry_ids(entry_id, channel.last_entry) > 0) {
+            channel.last_entry = entry_id;
+        }
+        return;
+    }
     Result<Json> message = parse_json(text);
     if (!message.is_ok() || !json_is_object(message->get())) {
         log_warn("backplane: bad message on conversation %s", channel.conversation_id.c_str());

@@ -361,6 +361,8 @@ ConversationStore::ConversationStore(RedisClient &redis, std::string prefix, std
       backlog_ttl_(backlog_ttl),
       origin_(random_origin())
 {
+    own_fragments_prefix_ = "{\"type\":\"fragments\",\"origin\":";
+    append_json_string(own_fragments_prefix_, origin_);
 }
 
 std::string ConversationStore::conversation_key(const std::string &id) const
@@ -417,8 +419,8 @@ std::string ConversationStore::fragments_payload(const std::vector<Fragment> &fr
 {
     // written directly (see append_fragment_json); the same text as below, which is left
     // for a text that is not valid UTF-8
-    std::string out = "{\"type\":\"fragments\",\"origin\":";
-    bool ok = append_json_string(out, origin_);
+    std::string out = own_fragments_prefix_;
+    bool ok = true;
     out += ",\"fragments\":[";
     for (size_t i = 0; ok && i < fragments.size(); i++) {
         if (i > 0) {

@@ -175,6 +175,8 @@ public:
 
     // The random tag this process puts in what it publishes, to know its own messages.
     const std::string &origin() const { return origin_; }
+    // How every fragments message this process publishes begins, origin included.
+    const std::string &own_fragments_prefix() const { return own_fragments_prefix_; }
     const std::string &instance() const { return instance_; }
     const std::string &prefix() const { return prefix_; }
 
@@ -204,6 +206,7 @@ private:
     uint32_t history_messages_;
     uint32_t backlog_ttl_;
     std::string origin_;
+    std::string own_fragments_prefix_;
 };
 
 // Splits "<entry id> <JSON>" as published on a conversation channel.

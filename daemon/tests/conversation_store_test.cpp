@@ -47,6 +47,8 @@ TEST_F(Store, TheFragmentsPayloadIsValidJsonEvenForTextThatIsNotUtf8)
         ASSERT_NE(origin, nullptr) << payload;
         EXPECT_EQ(origin, store_->origin());
         EXPECT_EQ(json_array_size(json_object_get(parsed->get(), "fragments")), 2u);
+        // what the backplane tells its own messages by, without parsing them
+        EXPECT_TRUE(payload.starts_with(store_->own_fragments_prefix())) << payload;
     }
 }
 
