@@ -132,11 +132,12 @@ struct RoleTotals {
 };
 
 
-json_t *
-processes_json(const ProcReport &p, uint64_t connections)
+// The samples added up per process role: memory from before any
+// connection to the end, CPU from the start of the hold or window.
+std::map<std::string, RoleTotals>
+role_totals(const ProcReport &p)
 {
     std::map<std::string, RoleTotals>  roles;
-    json_t                            *out = json_array();
 
     for (const auto &after : p.after) {
         RoleTotals        &t = roles[after.role];
@@ -144,7 +145,9 @@ processes_json(const ProcReport &p, uint64_t connections)
         const ProcSample  *start = find_pid(p.at_start, after.pid);
 
         json_array_append_new(t.pids, json_integer(after.pid));
-        if (!after.ok || before == nullptr || start == nullptr) {
+        if (!after.ok || before == nullptr || start == nullptr
+            || !start->ok)
+        {
             t.complete = false;
             continue;
         }
@@ -156,7 +159,16 @@ processes_json(const ProcReport &p, uint64_t connections)
         t.ticks += after.cpu_ticks - start->cpu_ticks;
     }
 
-    for (auto &[role, t] : roles) {
+    return roles;
+}
+
+
+json_t *
+processes_json(const ProcReport &p, uint64_t connections)
+{
+    json_t  *out = json_array();
+
+    for (auto &[role, t] : role_totals(p)) {
         double  per = connections ? 1024.0 / double(connections) : 0;
         double  cpu_s = double(t.ticks) / double(p.ticks_per_s);
 
@@ -187,22 +199,9 @@ processes_json(const ProcReport &p, uint64_t connections)
 json_t *
 window_cpu_json(const ProcReport &p, double delivered)
 {
-    std::map<std::string, RoleTotals>  roles;
-    json_t                            *out = json_array();
+    json_t  *out = json_array();
 
-    for (const auto &after : p.after) {
-        RoleTotals        &t = roles[after.role];
-        const ProcSample  *start = find_pid(p.at_start, after.pid);
-
-        json_array_append_new(t.pids, json_integer(after.pid));
-        if (!after.ok || start == nullptr || !start->ok) {
-            t.complete = false;
-            continue;
-        }
-        t.ticks += after.cpu_ticks - start->cpu_ticks;
-    }
-
-    for (auto &[role, t] : roles) {
+    for (auto &[role, t] : role_totals(p)) {
         double  cpu_s = double(t.ticks) / double(p.ticks_per_s);
 
         json_array_append_new(out, json_pack(
