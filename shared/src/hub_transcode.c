@@ -80,6 +80,7 @@ static int sr_tc_string_array(sr_tc_t *t, const char *key);
 static int sr_tc_completion(sr_tc_t *t, size_t count);
 static int sr_tc_close(sr_tc_t *t, size_t count);
 static int sr_tc_headers(sr_tc_t *t);
+static int sr_tc_strings(sr_tc_t *t, uint64_t n);
 
 
 int
@@ -235,13 +236,29 @@ sr_tc_envelope(sr_tc_t *t, int type, size_t count)
 }
 
 
+/* steps over n items, which must all be strings */
+static int
+sr_tc_strings(sr_tc_t *t, uint64_t n)
+{
+    uint64_t      i;
+    sr_tc_item_t  item;
+
+    for (i = 0; i < n; i++) {
+        if (sr_tc_next(t, &item) != SR_OK || item.kind != SR_TC_STR) {
+            return SR_TC_DECLINE;
+        }
+    }
+
+    return SR_OK;
+}
+
+
 /* headers map strings to strings; an empty map is written as none */
 static int
 sr_tc_headers(sr_tc_t *t)
 {
     int                   rc;
-    uint64_t              i;
-    sr_tc_item_t          map, item;
+    sr_tc_item_t          map;
     const unsigned char  *start;
 
     start = t->p;
@@ -256,10 +273,8 @@ sr_tc_headers(sr_tc_t *t)
     }
 
     /* the check walks the map once; the value pass then writes it */
-    for (i = 0; i < 2 * map.u; i++) {
-        if (sr_tc_next(t, &item) != SR_OK || item.kind != SR_TC_STR) {
-            return SR_TC_DECLINE;
-        }
+    if (sr_tc_strings(t, 2 * map.u) != SR_OK) {
+        return SR_TC_DECLINE;
     }
 
     t->p = start;
@@ -316,8 +331,7 @@ static int
 sr_tc_string_array(sr_tc_t *t, const char *key)
 {
     int                   rc;
-    uint64_t              i;
-    sr_tc_item_t          array, item;
+    sr_tc_item_t          array;
     const unsigned char  *start;
 
     start = t->p;
@@ -337,10 +351,8 @@ sr_tc_string_array(sr_tc_t *t, const char *key)
         return SR_TC_DECLINE;
     }
 
-    for (i = 0; i < array.u; i++) {
-        if (sr_tc_next(t, &item) != SR_OK || item.kind != SR_TC_STR) {
-            return SR_TC_DECLINE;
-        }
+    if (sr_tc_strings(t, array.u) != SR_OK) {
+        return SR_TC_DECLINE;
     }
 
     t->p = start;
