@@ -1246,6 +1246,9 @@ ngx_http_signalr_init_process(ngx_cycle_t *cycle)
     ngx_http_signalr_sessions_init();
     ngx_http_signalr_relay_init();
 
+    /* the first client of a worker would wait for OpenSSL's set-up */
+    sr_jwt_prepare();
+
     return ngx_http_signalr_link_init_process(cycle);
 }
 

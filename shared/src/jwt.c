@@ -1446,6 +1446,32 @@ sr_jwt_identity_clear(sr_jwt_identity_t *id)
 }
 
 
+/*
+ * OpenSSL 3 fetches an algorithm's implementation from its provider at
+ * the first use in a process, loading the provider and its tables then;
+ * one HMAC of each digest a token may name does it here.
+ */
+
+void
+sr_jwt_prepare(void)
+{
+    size_t          i;
+    unsigned int    mac_len;
+    unsigned char   mac[EVP_MAX_MD_SIZE];
+    static const unsigned char  sample[] = "signalr";
+
+    for (i = 0; i < sizeof(sr_jwt_algs) / sizeof(sr_jwt_algs[0]); i++) {
+
+        if (sr_jwt_algs[i].type != SR_JWT_KEY_HMAC) {
+            continue;
+        }
+
+        (void) HMAC(sr_jwt_algs[i].md(), sample, sizeof(sample), sample,
+                    sizeof(sample), mac, &mac_len);
+    }
+}
+
+
 char *
 sr_jwt_sign_hs256(const json_t *claims, const unsigned char *secret,
     size_t secret_len, sr_error_t *err)

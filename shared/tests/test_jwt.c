@@ -882,6 +882,10 @@ test_weak_or_foreign_keys_are_refused(void **state)
 static int
 setup(void **state)
 {
+    /* as the module's workers do at start, twice to show it is harmless */
+    sr_jwt_prepare();
+    sr_jwt_prepare();
+
     rsa1 = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t) 2048);
     rsa2 = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t) 2048);
     ec256 = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");

@@ -74,6 +74,16 @@ int sr_jwt_verify(const sr_jwt_keys_t *keys, const sr_jwt_policy_t *policy,
 void sr_jwt_identity_clear(sr_jwt_identity_t *id);
 
 /*
+ * Makes OpenSSL load what HMAC verification needs (its default provider
+ * and the SHA-2 digests) now instead of at the first token: about a
+ * millisecond and 2 MB the first time in a process. Call once in each
+ * process that verifies, after fork(), since the pages it touches are
+ * counted where they are first used. Public-key algorithms still load
+ * their own code at their first use.
+ */
+void sr_jwt_prepare(void);
+
+/*
  * Signs claims (a JSON object, not consumed) with HS256 and secret.
  * Returns a malloc'ed NUL-terminated token, or NULL with err set.
  */
