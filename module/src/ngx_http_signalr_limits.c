@@ -4,10 +4,14 @@
  * address) for HTTP requests and hub invocations, and counters per key
  * for concurrent connections and streams.
  *
- * A zone holds one node per key in a red-black tree, and the nodes on a
- * queue, most recently used first, so that idle nodes (a full bucket and
- * no connection or stream counted) expire from its tail, as in nginx's
- * limit_req.
+ * A zone holds one node per key, found through an index of hashes
+ * shared by every worker, and allocated from the pool of the worker
+ * that created it: a zone has one partition a worker, whose nodes are
+ * on a queue, most recently used first, so that idle nodes (a full
+ * bucket and no connection or stream counted) expire from its tail, as
+ * in nginx's limit_req. A user's connections mostly stay on the worker
+ * that took the first one, so a worker mostly touches its own pages and
+ * the index (ngx_http_signalr_shm.c says why that matters).
  *
  * Design note: nginx's own limit_req and limit_conn cannot count what
  * happens inside a WebSocket (invocations, streams) and limit_req cannot
@@ -25,29 +29,41 @@
 #define NGX_HTTP_SIGNALR_MAX_DELAYED    1024
 
 
+/* the part of the zone's pages left to the index, in percent */
+#define NGX_HTTP_SIGNALR_LIMIT_INDEX    25
+
+
 typedef struct {
-    ngx_rbtree_t                  rbtree;
-    ngx_rbtree_node_t             sentinel;
-    ngx_queue_t                   queue;
+    ngx_slab_pool_t              *pool;
+    ngx_queue_t                   queue;    /* its nodes, by last use */
+} ngx_http_signalr_limit_part_t;
+
+
+typedef struct {
+    ngx_http_signalr_index_t      index;    /* in the zone's own pool */
+    ngx_uint_t                    nparts;
+    ngx_http_signalr_limit_part_t  parts[1];
 } ngx_http_signalr_limit_sh_t;
 
 
 typedef struct {
     ngx_http_signalr_limit_sh_t  *sh;
     ngx_slab_pool_t              *shpool;
+    ngx_cycle_t                  *cycle;
     ngx_http_complex_value_t      key;
     ngx_uint_t                    rate;     /* milli-calls per second */
 } ngx_http_signalr_limit_zone_t;
 
 
 typedef struct {
-    ngx_str_node_t                sn;
     ngx_queue_t                   queue;
     ngx_msec_t                    last;
     int64_t                       tokens;   /* milli-calls; < 0: waiting */
-    ngx_uint_t                    bucket;   /* tokens is set */
-    ngx_uint_t                    connections;
-    ngx_uint_t                    streams;
+    uint32_t                      connections;
+    uint32_t                      streams;
+    uint16_t                      len;      /* of the key */
+    u_char                        bucket;   /* tokens is set */
+    u_char                        part;     /* the pool holding it */
     u_char                        data[1];
 } ngx_http_signalr_limit_node_t;
 
@@ -71,8 +87,13 @@ static ngx_int_t ngx_http_signalr_limit_arg(ngx_command_t *cmd,
     ngx_str_t *value, ngx_http_signalr_limit_t *lim);
 static ngx_http_signalr_limit_node_t *ngx_http_signalr_limit_node(
     ngx_http_signalr_limit_zone_t *ctx, ngx_str_t *key, ngx_uint_t create);
+static ngx_int_t ngx_http_signalr_limit_split(
+    ngx_http_signalr_limit_zone_t *ctx, ngx_shm_zone_t *shm_zone);
+static ngx_uint_t ngx_http_signalr_limit_match(void *entry, void *key);
+static ngx_http_signalr_limit_node_t *ngx_http_signalr_limit_alloc(
+    ngx_http_signalr_limit_zone_t *ctx, size_t size);
 static void ngx_http_signalr_limit_expire(ngx_http_signalr_limit_zone_t *ctx,
-    ngx_uint_t force);
+    ngx_uint_t p, ngx_uint_t force);
 static ngx_uint_t ngx_http_signalr_limit_idle(
     ngx_http_signalr_limit_zone_t *ctx, ngx_http_signalr_limit_node_t *ln);
 static void ngx_http_signalr_limit_refill(ngx_http_signalr_limit_zone_t *ctx,
@@ -120,6 +141,9 @@ ngx_http_signalr_limit_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     if (ctx == NULL) {
         return NGX_CONF_ERROR;
     }
+
+    /* worker_processes is known only once the whole file is read */
+    ctx->cycle = cf->cycle;
 
     ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
 
@@ -292,20 +316,55 @@ ngx_http_signalr_limit_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         return NGX_OK;
     }
 
-    ctx->sh = ngx_slab_alloc(ctx->shpool,
-                             sizeof(ngx_http_signalr_limit_sh_t));
+    return ngx_http_signalr_limit_split(ctx, shm_zone);
+}
+
+
+/* the partitions get what the index does not keep of the zone */
+
+static ngx_int_t
+ngx_http_signalr_limit_split(ngx_http_signalr_limit_zone_t *ctx,
+    ngx_shm_zone_t *shm_zone)
+{
+    ngx_uint_t        i, n, keep, pages;
+    ngx_slab_pool_t  *pools[NGX_HTTP_SIGNALR_MAX_PARTS];
+
+    pages = ngx_http_signalr_shm_pages(ctx->shpool);
+    keep = ngx_max(pages * NGX_HTTP_SIGNALR_LIMIT_INDEX / 100, 4);
+
+    n = ngx_http_signalr_shm_parts(ctx->cycle, pages - keep);
+
+    if (ngx_http_signalr_shm_split(ctx->shpool, keep, n, pools) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_signalr_name_zone(shm_zone, ctx->shpool,
+                                   "signalr_limit_zone")
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ctx->sh = ngx_slab_calloc(ctx->shpool,
+                              offsetof(ngx_http_signalr_limit_sh_t, parts)
+                              + n * sizeof(ngx_http_signalr_limit_part_t));
     if (ctx->sh == NULL) {
         return NGX_ERROR;
     }
 
     ctx->shpool->data = ctx->sh;
+    ctx->sh->nparts = n;
 
-    ngx_rbtree_init(&ctx->sh->rbtree, &ctx->sh->sentinel,
-                    ngx_str_rbtree_insert_value);
-    ngx_queue_init(&ctx->sh->queue);
+    ngx_http_signalr_index_init(&ctx->sh->index, (u_char *) ctx->shpool);
 
-    return ngx_http_signalr_name_zone(shm_zone, ctx->shpool,
-                                      "signalr_limit_zone");
+    for (i = 0; i < n; i++) {
+        ctx->sh->parts[i].pool = pools[i];
+        ngx_queue_init(&ctx->sh->parts[i].queue);
+    }
+
+    ngx_http_signalr_shm_done(ctx->shpool, n, pools);
+
+    return NGX_OK;
 }
 
 
@@ -487,7 +546,7 @@ ngx_http_signalr_limit_check(ngx_conf_t *cf, ngx_http_signalr_limit_t *lim,
 
 
 /*
- * The node of key, moved to the head of the queue; created when create
+ * The node of key, moved to the head of its queue; created when create
  * is set. Called with the zone locked. NULL: not found, or no memory.
  */
 
@@ -495,79 +554,133 @@ static ngx_http_signalr_limit_node_t *
 ngx_http_signalr_limit_node(ngx_http_signalr_limit_zone_t *ctx,
     ngx_str_t *key, ngx_uint_t create)
 {
-    size_t                          size;
     uint32_t                        hash;
+    ngx_queue_t                    *head;
     ngx_http_signalr_limit_node_t  *ln;
 
     hash = ngx_crc32_short(key->data, key->len);
 
-    ln = (ngx_http_signalr_limit_node_t *)
-             ngx_str_rbtree_lookup(&ctx->sh->rbtree, key, hash);
+    ln = ngx_http_signalr_index_find(&ctx->sh->index, hash,
+                                     ngx_http_signalr_limit_match, key);
 
     if (ln) {
-        ngx_queue_remove(&ln->queue);
-        ngx_queue_insert_head(&ctx->sh->queue, &ln->queue);
+        head = &ctx->sh->parts[ln->part].queue;
+
+        /* the node in front stays, its neighbours are not touched */
+        if (ngx_queue_head(head) != &ln->queue) {
+            ngx_queue_remove(&ln->queue);
+            ngx_queue_insert_head(head, &ln->queue);
+        }
+
         return ln;
     }
 
-    if (!create) {
+    if (!create || key->len > 0xffff) {
         return NULL;
     }
 
-    ngx_http_signalr_limit_expire(ctx, 0);
-
-    size = offsetof(ngx_http_signalr_limit_node_t, data) + key->len;
-
-    ln = ngx_slab_alloc_locked(ctx->shpool, size);
-
+    ln = ngx_http_signalr_limit_alloc(ctx,
+                                      offsetof(ngx_http_signalr_limit_node_t,
+                                               data)
+                                      + key->len);
     if (ln == NULL) {
-        ngx_http_signalr_limit_expire(ctx, 1);
+        return NULL;
+    }
 
-        ln = ngx_slab_alloc_locked(ctx->shpool, size);
-        if (ln == NULL) {
-            return NULL;
-        }
+    if (ngx_http_signalr_index_insert(&ctx->sh->index, ctx->shpool, hash,
+                                      ln)
+        != NGX_OK)
+    {
+        ngx_slab_free_locked(ctx->sh->parts[ln->part].pool, ln);
+        return NULL;
     }
 
     ngx_memcpy(ln->data, key->data, key->len);
 
-    ln->sn.str.data = ln->data;
-    ln->sn.str.len = key->len;
-    ln->sn.node.key = hash;
+    ln->len = (uint16_t) key->len;
     ln->last = ngx_current_msec;
     ln->tokens = 0;
     ln->bucket = 0;
     ln->connections = 0;
     ln->streams = 0;
 
-    ngx_rbtree_insert(&ctx->sh->rbtree, &ln->sn.node);
-    ngx_queue_insert_head(&ctx->sh->queue, &ln->queue);
+    ngx_queue_insert_head(&ctx->sh->parts[ln->part].queue, &ln->queue);
 
     return ln;
 }
 
 
+static ngx_uint_t
+ngx_http_signalr_limit_match(void *entry, void *key)
+{
+    ngx_str_t                      *k = key;
+    ngx_http_signalr_limit_node_t  *ln = entry;
+
+    return ln->len == k->len && ngx_memcmp(ln->data, k->data, k->len) == 0;
+}
+
+
 /*
- * Drops idle nodes from the tail: up to two per call, or with force
- * (the zone is full) up to ten, the oldest bucket state included. A
- * node that counts a connection or a stream is never dropped.
+ * Room for a node in the pool of this worker, or of the first other one
+ * that has it, idle nodes dropped first. Its part is set.
+ */
+
+static ngx_http_signalr_limit_node_t *
+ngx_http_signalr_limit_alloc(ngx_http_signalr_limit_zone_t *ctx,
+    size_t size)
+{
+    ngx_uint_t                      k, p, n;
+    ngx_http_signalr_limit_node_t  *ln;
+
+    n = ctx->sh->nparts;
+
+    for (k = 0; k < n; k++) {
+        p = (ngx_http_signalr_shm_own(n) + k) % n;
+
+        ngx_http_signalr_limit_expire(ctx, p, 0);
+
+        ln = ngx_slab_alloc_locked(ctx->sh->parts[p].pool, size);
+
+        if (ln == NULL) {
+            ngx_http_signalr_limit_expire(ctx, p, 1);
+            ln = ngx_slab_alloc_locked(ctx->sh->parts[p].pool, size);
+        }
+
+        if (ln) {
+            ln->part = (u_char) p;
+            return ln;
+        }
+    }
+
+    return NULL;
+}
+
+
+/*
+ * Drops idle nodes of partition p from the tail: up to two per call, or
+ * with force (the pool is full) up to ten, the oldest bucket state
+ * included. A node that counts a connection or a stream is never
+ * dropped.
  */
 
 static void
 ngx_http_signalr_limit_expire(ngx_http_signalr_limit_zone_t *ctx,
-    ngx_uint_t force)
+    ngx_uint_t p, ngx_uint_t force)
 {
     ngx_uint_t                      n;
     ngx_queue_t                    *q;
+    ngx_http_signalr_limit_part_t  *part;
     ngx_http_signalr_limit_node_t  *ln;
+
+    part = &ctx->sh->parts[p];
 
     for (n = 0; n < (force ? 10 : 2); n++) {
 
-        if (ngx_queue_empty(&ctx->sh->queue)) {
+        if (ngx_queue_empty(&part->queue)) {
             return;
         }
 
-        q = ngx_queue_last(&ctx->sh->queue);
+        q = ngx_queue_last(&part->queue);
         ln = ngx_queue_data(q, ngx_http_signalr_limit_node_t, queue);
 
         if (ln->connections || ln->streams) {
@@ -579,8 +692,10 @@ ngx_http_signalr_limit_expire(ngx_http_signalr_limit_zone_t *ctx,
         }
 
         ngx_queue_remove(q);
-        ngx_rbtree_delete(&ctx->sh->rbtree, &ln->sn.node);
-        ngx_slab_free_locked(ctx->shpool, ln);
+        ngx_http_signalr_index_delete(&ctx->sh->index,
+                                      ngx_crc32_short(ln->data, ln->len),
+                                      ln);
+        ngx_slab_free_locked(part->pool, ln);
     }
 }
 
@@ -702,7 +817,7 @@ static ngx_int_t
 ngx_http_signalr_limit_count(ngx_http_signalr_limit_t *lim, ngx_str_t *key,
     ngx_uint_t streams, ngx_int_t n)
 {
-    ngx_uint_t                     *count;
+    uint32_t                       *count;
     ngx_http_signalr_limit_zone_t  *ctx;
     ngx_http_signalr_limit_node_t  *ln;
 
@@ -719,7 +834,7 @@ ngx_http_signalr_limit_count(ngx_http_signalr_limit_t *lim, ngx_str_t *key,
 
     count = streams ? &ln->streams : &ln->connections;
 
-    if (n > 0 && *count >= lim->max) {
+    if (n > 0 && (*count >= lim->max || *count == 0xffffffff)) {
         ngx_shmtx_unlock(&ctx->shpool->mutex);
         return NGX_BUSY;
     }

@@ -495,6 +495,44 @@ void ngx_http_signalr_registry_remove(ngx_shm_zone_t *zone,
     ngx_str_t *token);
 ngx_uint_t ngx_http_signalr_registry_stateful(ngx_shm_zone_t *zone,
     ngx_str_t *token, ngx_uint_t set);
+ngx_int_t ngx_http_signalr_registry_negotiate(ngx_shm_zone_t *zone,
+    ngx_str_t *token, ngx_str_t *id, ngx_str_t *user, ngx_msec_t ttl);
+
+/* ngx_http_signalr_shm.c: partitions of a zone and their index */
+#define NGX_HTTP_SIGNALR_MAX_PARTS  64
+
+typedef struct {
+    uint32_t                     hash;
+    uint32_t                     ref;           /* offset / 8; 0: empty */
+} ngx_http_signalr_slot_t;
+
+typedef struct {
+    ngx_http_signalr_slot_t     *slots;
+    uint32_t                     mask;          /* slots - 1 */
+    uint32_t                     n;
+    u_char                      *base;          /* the zone's start */
+} ngx_http_signalr_index_t;
+
+typedef ngx_uint_t (*ngx_http_signalr_match_pt)(void *entry, void *key);
+
+ngx_uint_t ngx_http_signalr_shm_pages(ngx_slab_pool_t *shpool);
+ngx_uint_t ngx_http_signalr_shm_parts(ngx_cycle_t *cycle, ngx_uint_t pages);
+ngx_int_t ngx_http_signalr_shm_split(ngx_slab_pool_t *shpool,
+    ngx_uint_t keep, ngx_uint_t n, ngx_slab_pool_t **parts);
+void ngx_http_signalr_shm_done(ngx_slab_pool_t *shpool, ngx_uint_t n,
+    ngx_slab_pool_t **parts);
+ngx_uint_t ngx_http_signalr_shm_own(ngx_uint_t nparts);
+size_t ngx_http_signalr_shm_apart(size_t size);
+void ngx_http_signalr_index_init(ngx_http_signalr_index_t *idx,
+    u_char *base);
+void *ngx_http_signalr_index_find(ngx_http_signalr_index_t *idx,
+    uint32_t hash, ngx_http_signalr_match_pt match, void *key);
+ngx_int_t ngx_http_signalr_index_insert(ngx_http_signalr_index_t *idx,
+    ngx_slab_pool_t *pool, uint32_t hash, void *entry);
+void ngx_http_signalr_index_move(ngx_http_signalr_index_t *idx,
+    uint32_t hash, void *entry, void *to);
+void ngx_http_signalr_index_delete(ngx_http_signalr_index_t *idx,
+    uint32_t hash, void *entry);
 
 
 #endif /* _NGX_HTTP_SIGNALR_MODULE_H_INCLUDED_ */

@@ -158,7 +158,8 @@ ngx_http_signalr_negotiate_args(ngx_http_request_t *r,
 /*
  * Records the connection under the key its transport requests will
  * present: the token for negotiate version 1, the connection id for
- * version 0. NGX_BUSY when the registry zone is full.
+ * version 0, whose first character the registry then chooses.
+ * NGX_BUSY when the registry zone is full.
  */
 
 static ngx_int_t
@@ -191,8 +192,10 @@ ngx_http_signalr_negotiate_register(ngx_http_request_t *r,
         ngx_str_null(&user);
     }
 
-    rc = ngx_http_signalr_registry_add(smcf->registry_zone, &key, &id,
-                                       &user, slcf->client_timeout);
+    /* the registry names its partition in the key's first character:
+     * the answer below is written from the same buffers, after it */
+    rc = ngx_http_signalr_registry_negotiate(smcf->registry_zone, &key, &id,
+                                             &user, slcf->client_timeout);
 
     if (rc == NGX_BUSY) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
