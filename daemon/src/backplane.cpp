@@ -247,17 +247,21 @@ void Backplane::on_conversation_message(Channel &channel, const std::string &pay
 {
     std::string entry_id;
     std::string text;
+    const std::string &own = store_.own_fragments_prefix();
+    size_t space = payload.find(' ');
 
-    if (!split_channel_payload(payload, entry_id, text)) {
-        return;
-    }
     // This instance's own fragments coming back, shown to its streams already: only their
     // entry id matters, so they are told by their first bytes instead of parsed, which
-    // was a sixth of the daemon's time per streamed fragment.
-    if (!channel.catching_up && text.starts_with(store_.own_fragments_prefix())) {
+    // was a sixth of the daemon's time per streamed fragment, nor copied.
+    if (!channel.catching_up && space != std::string::npos && space > 0 &&
+        payload.compare(space + 1, own.size(), own) == 0) {
+        entry_id.assign(payload, 0, space);
         if (compare_entry_ids(entry_id, channel.last_entry) > 0) {
-            channel.last_entry = entry_id;
+            channel.last_entry = std::move(entry_id);
         }
+        return;
+    }
+    if (!split_channel_payload(payload, entry_id, text)) {
         return;
     }
     Result<Json> message = parse_json(text);

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <strings.h>
 
+#include "stream_item.h"
 #include "uuid.h"
 
 namespace signalrd {
@@ -84,6 +85,12 @@ ChatHub::ChatHub(asio::any_io_executor executor, ConversationStore &store, Fragm
                  ReplyRunner &runner, ConnectionSink &sink)
     : executor_(executor), store_(store), bus_(bus), runner_(runner), sink_(sink)
 {
+    sr_buf_init(&item_);
+}
+
+ChatHub::~ChatHub()
+{
+    sr_buf_free(&item_);
 }
 
 void ChatHub::on_connected(const ConnectionInfo &)
@@ -245,6 +252,13 @@ void ChatHub::on_event(const std::shared_ptr<Stream> &stream, const Conversation
 bool ChatHub::deliver(Stream &stream, const Fragment &fragment)
 {
     sr_message_t msg;
+
+    // the usual way: the item's bytes written at once (stream_item.h)
+    sr_buf_reset(&item_);
+    if (append_stream_item(&item_, stream.invocation_id, fragment) &&
+        sink_.send_encoded(stream.connection_id, item_.data, item_.len)) {
+        return true;
+    }
 
     sr_message_init(&msg, SR_MSG_STREAM_ITEM);
     msg.invocation_id = copy_string(stream.invocation_id);

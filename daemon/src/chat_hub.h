@@ -38,6 +38,10 @@ public:
 
     ChatHub(asio::any_io_executor executor, ConversationStore &store, FragmentBus &bus,
             ReplyRunner &runner, ConnectionSink &sink);
+    ~ChatHub() override;
+
+    ChatHub(const ChatHub &) = delete;
+    ChatHub &operator=(const ChatHub &) = delete;
 
     void on_connected(const ConnectionInfo &connection) override;
     void on_message(const ConnectionInfo &connection, sr_message_t &msg) override;
@@ -73,6 +77,7 @@ private:
     std::unordered_map<std::string, StreamMap> streams_;   // by connection id
     bool cancel_unwatched_ = false;
     bool stopping_ = false;
+    sr_buf_t item_;   // the stream item being sent, reused
 };
 
 // Parses Stream's arguments: [conversationId, streamContext]. The context may be

@@ -1,5 +1,6 @@
 #include "conversation_store.h"
 
+#include <charconv>
 #include <cstdlib>
 
 #include "uuid.h"
@@ -296,6 +297,20 @@ bool parse_parts(const std::string &parts, size_t text_size,
     return !out.empty() && prev_end == text_size;
 }
 
+// Adds a fragment to an entry's text and its "fragmentId:endOffset" to the entry's parts.
+void append_part(std::string &text, std::string &parts, const Fragment &f)
+{
+    char digits[24];
+
+    text += f.text;
+    if (!parts.empty()) {
+        parts += ',';
+    }
+    parts += f.fragment_id;
+    parts += ':';
+    parts.append(digits, std::to_chars(digits, digits + sizeof(digits), text.size()).ptr);
+}
+
 // One backlog entry into its fragments; false when it lacks a field.
 bool expand_entry(const RedisValue &entry, std::vector<Fragment> &out)
 {
@@ -359,7 +374,8 @@ ConversationStore::ConversationStore(RedisClient &redis, std::string prefix, std
       instance_(std::move(instance)),
       history_messages_(history_messages),
       backlog_ttl_(backlog_ttl),
-      origin_(random_origin())
+      origin_(random_origin()),
+      batcher_(redis)
 {
     own_fragments_prefix_ = "{\"type\":\"fragments\",\"origin\":";
     append_json_string(own_fragments_prefix_, origin_);
@@ -671,23 +687,32 @@ asio::awaitable<Result<AppendResult>> ConversationStore::append_batch(
     }
     const Fragment &last = batch.back();
     for (const Fragment &f : batch) {
-        text += f.text;
-        if (!parts.empty()) {
-            parts += ',';
-        }
-        parts += f.fragment_id;
-        parts += ':';
-        parts += std::to_string(text.size());
+        append_part(text, parts, f);
     }
 
     const std::string &reply_id = last.message_id;
+    const std::string conv = conversation_key(id);
+    if (hints.first_send && !hints.starts_message) {
+        // the usual case, with the batches of other replies (backlog_batcher.h)
+        const std::string payload = fragments_payload(batch);
+        BacklogBatcher::Outcome quick = co_await batcher_.append(
+            {conv, instance_, reply_id, last.sender, text, last.fragment_id, parts, payload});
+        if (!quick.is_ok()) {
+            co_return quick.status();
+        }
+        if (quick->has_value()) {
+            co_return std::move(**quick);
+        }
+        // the lease is not this reply's: the full script finds out why, and takes it back
+        // when it may. Nothing was written, so the batch is still a first send.
+    }
+
     // the keys as messages_key() and the others name them, from one prefix. Pushed one by
     // one rather than from a braced list, whose strings would each be copied once more.
     RedisArgs args;
-    args.reserve(23);   // the key count, 7 keys, 15 arguments: conv below stays valid
+    args.reserve(23);   // the key count, 7 keys, 15 arguments
     args.emplace_back("7");
-    args.push_back(conversation_key(id));
-    const std::string &conv = args.back();
+    args.push_back(conv);
     args.push_back(conv + ":messages");
     args.push_back(conv + ":backlog");
     args.push_back(conv + ":reply");

@@ -56,18 +56,13 @@
 #include <string>
 #include <vector>
 
+#include "backlog_batcher.h"
 #include "chat_types.h"
 #include "redis_client.h"
 
 namespace signalrd {
 
 inline constexpr std::chrono::milliseconds reply_lease_duration{15000};
-
-// Where a batch went: its backlog entry, and whether a cancel of the reply was asked for.
-struct AppendResult {
-    std::string entry_id;
-    bool cancel_requested = false;
-};
 
 // What the writer of a batch knows that the store would otherwise read from the backlog.
 // Only a writer that keeps its reply's order itself may set them: with first_send, a
@@ -207,6 +202,7 @@ private:
     uint32_t backlog_ttl_;
     std::string origin_;
     std::string own_fragments_prefix_;
+    BacklogBatcher batcher_;   // append_batch's usual case, many replies a call
 };
 
 // Splits "<entry id> <JSON>" as published on a conversation channel.

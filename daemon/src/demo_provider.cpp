@@ -1,5 +1,6 @@
 #include "demo_provider.h"
 
+#include <algorithm>
 #include <random>
 
 namespace signalrd {
@@ -28,6 +29,17 @@ uint64_t fnv1a(const std::string &s)
         h *= 0x100000001b3u;
     }
     return h;
+}
+
+// The first tick of the shared grid at or after t (see the design note in the header).
+std::chrono::steady_clock::time_point on_tick(std::chrono::steady_clock::time_point t)
+{
+    const auto step = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        DemoProvider::tick);
+    auto since = t.time_since_epoch();
+    auto rest = since % step;
+
+    return rest.count() == 0 ? t : t + (step - rest);
 }
 
 }  // namespace
@@ -69,11 +81,14 @@ asio::awaitable<Status> DemoProvider::generate(const ReplyRequest &request, Repl
 {
     std::string prompt = request.history.empty() ? "" : request.history.back().text;
     auto interval = std::chrono::nanoseconds(1000000000 / tokens_per_second_);
+    auto due = std::chrono::steady_clock::now();
 
     std::vector<std::string> tokens = reply_tokens(prompt);
 
     for (std::string &token : tokens) {
-        if (!co_await control.wait(interval)) {
+        // behind (the sink made it wait): from now on, rather than a burst to catch up
+        due = std::max(due + interval, std::chrono::steady_clock::now());
+        if (!co_await control.wait_until(on_tick(due))) {
             co_return Status::ok();
         }
         Status s = co_await sink(std::move(token));

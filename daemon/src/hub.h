@@ -31,6 +31,13 @@ public:
     // known, in which case nothing is sent.
     virtual bool send(const std::string &connection_id, const sr_message_t &msg) = 0;
 
+    // Queues a hub message already in its IPC form (MessagePack, docs/ipc.md); false when
+    // nothing was queued: the connection is not known, or this sink takes only send().
+    virtual bool send_encoded(const std::string &, const unsigned char *, size_t)
+    {
+        return false;
+    }
+
     // Ends the connection with a SignalR Close carrying error (may be null).
     virtual void close(const std::string &connection_id, const char *error,
                        bool allow_reconnect) = 0;

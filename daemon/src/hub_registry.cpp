@@ -203,6 +203,16 @@ bool HubRegistry::send(const std::string &connection_id, const sr_message_t &msg
     return it->link->send_message(connection_id, msg);
 }
 
+bool HubRegistry::send_encoded(const std::string &connection_id, const unsigned char *data,
+                               size_t len)
+{
+    auto it = find(connection_id);
+    if (it == connections_.end()) {
+        return false;
+    }
+    return it->link->send_encoded(connection_id, data, len);
+}
+
 void HubRegistry::send_many(const std::vector<std::string> &ids, const sr_message_t &msg)
 {
     std::vector<const std::string *> pointers;

@@ -119,6 +119,8 @@ public:
     std::string find_by_token_hash(const std::string &token_hash) const;
 
     bool send(const std::string &connection_id, const sr_message_t &msg) override;
+    bool send_encoded(const std::string &connection_id, const unsigned char *data,
+                      size_t len) override;
     // The same message to every one of ids held here (unknown ids are skipped): one
     // multicast per link, so that a group of N connections costs one encoding per worker,
     // not N.

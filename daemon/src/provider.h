@@ -47,10 +47,16 @@ public:
     // Waits for d unless cancelled. Returns false when the reply was cancelled.
     asio::awaitable<bool> wait(std::chrono::nanoseconds d)
     {
+        return wait_until(std::chrono::steady_clock::now() + d);
+    }
+
+    // Waits until t, likewise.
+    asio::awaitable<bool> wait_until(std::chrono::steady_clock::time_point t)
+    {
         if (cancelled_) {
             co_return false;
         }
-        timer_.expires_after(d);
+        timer_.expires_at(t);
         co_await timer_.async_wait(use_nothrow);
         co_return !cancelled_;
     }

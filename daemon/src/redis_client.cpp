@@ -65,6 +65,20 @@ std::string sha1_hex(const std::string &text)
 
 }  // namespace
 
+void append_resp_bulk_parts(std::string &out, std::initializer_list<std::string_view> parts)
+{
+    size_t n = 0;
+
+    for (std::string_view p : parts) {
+        n += p.size();
+    }
+    append_resp_header(out, '$', n);
+    for (std::string_view p : parts) {
+        out.append(p);
+    }
+    out.append("\r\n", 2);
+}
+
 RedisScript::RedisScript(std::string body) : body_(std::move(body)), sha1_(sha1_hex(body_)) {}
 
 Result<RedisEndpoint> parse_redis_url(const std::string &url)
@@ -277,13 +291,16 @@ void subscription_callback(redisAsyncContext *, void *reply, void *privdata)
         r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_STRING) {
         return;
     }
-    std::string kind(r->element[0]->str, r->element[0]->len);
+    std::string_view kind(r->element[0]->str, r->element[0]->len);
     std::string channel(r->element[1]->str, r->element[1]->len);
     std::shared_ptr<bool> alive = sub->alive;
 
+    // moved into the posted call, not copied: a streamed fragment comes this way once for
+    // every instance following its conversation, the one that wrote it included
     if (kind == "message" && r->element[2]->type == REDIS_REPLY_STRING) {
         std::string payload(r->element[2]->str, r->element[2]->len);
-        asio::post(sub->executor, [sub, alive, channel, payload] {
+        asio::post(sub->executor, [sub, alive = std::move(alive), channel = std::move(channel),
+                                   payload = std::move(payload)] {
             if (alive && *alive) {
                 sub->on_message(channel, payload);
             }
@@ -640,6 +657,51 @@ asio::awaitable<Result<RedisValue>> RedisClient::eval(const RedisScript &script,
         co_return r;
     }
     co_return co_await send("EVAL", script.body(), args);
+}
+
+// verb is EVALSHA (with the script's SHA1) or EVAL (with its text); args are read only
+// before the first suspension, like send()'s.
+asio::awaitable<Result<RedisValue>> RedisClient::send_resp(std::string_view verb,
+                                                           const RedisScript &script,
+                                                           size_t key_count, size_t count,
+                                                           const std::string &args)
+{
+    return asio::async_initiate<decltype(asio::use_awaitable), void(Result<RedisValue>)>(
+        [this, verb, &script, key_count, count, &args](auto handler) {
+            using Handler = decltype(handler);
+            auto *call = new CoroutineCall<Handler>(std::move(handler));
+            char digits[24];
+            std::string &out = wire_;
+
+            out.clear();
+            append_resp_header(out, '*', 3 + count);
+            append_resp_bulk(out, verb);
+            append_resp_bulk(out, verb == "EVAL" ? script.body() : script.sha1());
+            append_resp_bulk(out, std::string_view(
+                                      digits, std::to_chars(digits, digits + sizeof(digits),
+                                                            key_count).ptr - digits));
+            out.append(args);
+            if (context_ == nullptr || !ready_ ||
+                redisAsyncFormattedCommand(context_, reply_callback, call, out.data(),
+                                           out.size()) != REDIS_OK) {
+                call->complete(Status::unavailable("redis is not connected"));
+                delete call;
+            }
+        },
+        asio::use_awaitable);
+}
+
+asio::awaitable<Result<RedisValue>> RedisClient::eval_resp(const RedisScript &script,
+                                                           size_t key_count, size_t count,
+                                                           const std::string &args)
+{
+    Result<RedisValue> r = co_await send_resp("EVALSHA", script, key_count, count, args);
+    // NOSCRIPT: nothing ran, so sending the text is no repeat
+    if (r.is_ok() || r.status().code() != StatusCode::internal ||
+        r.status().message().rfind("redis: NOSCRIPT", 0) != 0) {
+        co_return r;
+    }
+    co_return co_await send_resp("EVAL", script, key_count, count, args);
 }
 
 asio::awaitable<Result<RedisValue>> RedisClient::transaction(std::vector<RedisArgs> commands)

@@ -83,6 +83,9 @@ private:
     std::string sha1_;
 };
 
+// Appends one RESP bulk string holding the parts one after the other, for eval_resp().
+void append_resp_bulk_parts(std::string &out, std::initializer_list<std::string_view> parts);
+
 // A pub/sub message: the channel and the payload.
 using RedisMessageHandler = std::function<void(const std::string &, const std::string &)>;
 // Redis confirmed a SUBSCRIBE of this channel.
@@ -104,6 +107,8 @@ public:
     void stop();
 
     bool connected() const { return ready_; }
+
+    asio::any_io_executor executor() const { return executor_; }
 
     // Called on the loop, never inside a hiredis callback. Set before start().
     void set_state_handler(RedisStateHandler handler) { state_handler_ = std::move(handler); }
@@ -129,6 +134,12 @@ public:
     // after. Callers see one call either way.
     asio::awaitable<Result<RedisValue>> eval(const RedisScript &script, RedisArgs args);
 
+    // eval() with the arguments after the key count already in RESP (count bulk strings,
+    // written by the caller into args): for a caller that writes many arguments at once
+    // without a string for each.
+    asio::awaitable<Result<RedisValue>> eval_resp(const RedisScript &script, size_t key_count,
+                                                  size_t count, const std::string &args);
+
     // Sends MULTI, commands and EXEC back to back, so that no command of another
     // coroutine can fall inside the transaction. Returns EXEC's array of replies
     // (an element may be an error reply).
@@ -148,6 +159,9 @@ private:
                 PendingCall *call);
     asio::awaitable<Result<RedisValue>> send(std::string_view verb, std::string_view first,
                                              const RedisArgs &args);
+    asio::awaitable<Result<RedisValue>> send_resp(std::string_view verb, const RedisScript &script,
+                                                  size_t key_count, size_t count,
+                                                  const std::string &args);
     bool submit_subscription(const char *verb, const std::vector<std::string> &channels);
     void notify_state(bool up);
     static void on_connect(const redisAsyncContext *ac, int status);

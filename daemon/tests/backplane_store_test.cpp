@@ -2,6 +2,7 @@
 // entries, repeated writes, cancel requests, the list of running replies and the bound
 // of the backlog by the history length.
 
+#include <cstdlib>
 #include <set>
 
 #include "chat_fixture.h"
@@ -80,6 +81,113 @@ TEST_F(BackplaneStore, AReplyTakenOverOrEndedElsewhereCannotWriteAnyMore)
     auto back = testing::run_coro(io_, store_->append_batch(id, {part(reply, "back")}));
     ASSERT_TRUE(back && back->is_ok()) << back->status().message();
     EXPECT_TRUE(load(id)->lease_is_ours);
+}
+
+// The calls Redis counted for a command since the last CONFIG RESETSTAT.
+long long command_calls(asio::io_context &io, RedisClient &redis, const std::string &name)
+{
+    auto info = testing::run_coro(io, redis.command({"INFO", "commandstats"}));
+    if (!info || !info->is_ok()) {
+        return -1;
+    }
+    const std::string key = "cmdstat_" + name + ":calls=";
+    size_t at = (*info)->str.find(key);
+    return at == std::string::npos ? 0 : std::atoll((*info)->str.c_str() + at + key.size());
+}
+
+TEST_F(BackplaneStore, FirstSendsOfSeveralRepliesInOneTurnShareOneScriptCall)
+{
+    std::vector<NewTurn> turns;
+    for (int i = 0; i < 3; i++) {
+        auto turn = testing::run_coro(io_, store_->create("alice", "together " +
+                                                                   std::to_string(i)));
+        ASSERT_TRUE(turn && turn->is_ok());
+        turns.push_back(**turn);
+    }
+    // each reply has stored its first batch already (that one starts its message)
+    for (const NewTurn &t : turns) {
+        auto w = testing::run_coro(io_, store_->append_batch(t.conversation_id,
+                                                             {part(t.reply_id, "one ")},
+                                                             {true, true}));
+        ASSERT_TRUE(w && w->is_ok());
+    }
+    ASSERT_TRUE(testing::run_coro(io_, redis_->command({"SET", store_->cancel_key(
+                                                            turns[1].conversation_id),
+                                                        turns[1].reply_id})));
+    ASSERT_TRUE(testing::run_coro(io_, redis_->command({"CONFIG", "RESETSTAT"})));
+
+    // three writers woken in the same turn, as the replies' timers wake them
+    std::vector<std::optional<Result<AppendResult>>> results(turns.size());
+    std::vector<std::vector<Fragment>> batches;
+    for (const NewTurn &t : turns) {
+        batches.push_back({part(t.reply_id, "two "), part(t.reply_id, "three ")});
+    }
+    for (size_t i = 0; i < turns.size(); i++) {
+        asio::co_spawn(io_, store_->append_batch(turns[i].conversation_id, batches[i],
+                                                 {true, false}),
+                       [&results, i](std::exception_ptr, Result<AppendResult> r) {
+                           results[i] = std::move(r);
+                       });
+    }
+    ASSERT_TRUE(testing::run_until(io_, [&] {
+        return results[0] && results[1] && results[2];
+    }));
+    EXPECT_EQ(command_calls(io_, *redis_, "evalsha"), 1) << "one call for the three";
+    EXPECT_EQ(command_calls(io_, *redis_, "xadd"), 3);
+    EXPECT_EQ(command_calls(io_, *redis_, "publish"), 3);
+
+    for (size_t i = 0; i < turns.size(); i++) {
+        ASSERT_TRUE(results[i]->is_ok()) << results[i]->status().message();
+        EXPECT_EQ((*results[i])->cancel_requested, i == 1) << "only the second was cancelled";
+        auto s = load(turns[i].conversation_id);
+        ASSERT_TRUE(s);
+        ASSERT_EQ(s->backlog.size(), 4u) << "the turn, one, and two and three in one entry";
+        EXPECT_EQ(s->backlog[2].text, "two ");
+        EXPECT_EQ(s->backlog[2].fragment_id, batches[i][0].fragment_id);
+        EXPECT_EQ(s->backlog[3].text, "three ");
+        EXPECT_EQ(s->backlog[3].fragment_id, batches[i][1].fragment_id);
+        ReplayPlan plan = plan_replay(*s, {turns[i].reply_id, batches[i][0].fragment_id});
+        ASSERT_EQ(plan.fragments.size(), 1u);
+        EXPECT_EQ(plan.fragments[0].text, "three ");
+    }
+}
+
+TEST_F(BackplaneStore, AFirstSendWhoseLeaseIsNotItsOwnWritesNothingAndSaysWhy)
+{
+    auto turn = testing::run_coro(io_, store_->create("alice", "taken on a first send"));
+    ASSERT_TRUE(turn && turn->is_ok());
+    const std::string id = (*turn)->conversation_id;
+    const std::string reply = (*turn)->reply_id;
+    auto first = testing::run_coro(io_, store_->append_batch(id, {part(reply, "one ")},
+                                                             {true, true}));
+    ASSERT_TRUE(first && first->is_ok());
+
+    RedisArgs other = {"SET", store_->lease_key(id), "instance-b " + reply, "PX", "15000"};
+    ASSERT_TRUE(testing::run_coro(io_, redis_->command(other)));
+    auto lost = testing::run_coro(io_, store_->append_batch(id, {part(reply, "late")},
+                                                            {true, false}));
+    ASSERT_TRUE(lost);
+    EXPECT_EQ(lost->status().code(), StatusCode::conflict) << "another instance holds it";
+    EXPECT_EQ(load(id)->backlog.size(), 2u) << "the turn and one: nothing of the late one";
+
+    // run out while Redis was away, and nobody took it: taken back, the batch stored once
+    ASSERT_TRUE(testing::run_coro(io_, redis_->command({"DEL", store_->lease_key(id)})));
+    auto back = testing::run_coro(io_, store_->append_batch(id, {part(reply, "back")},
+                                                            {true, false}));
+    ASSERT_TRUE(back && back->is_ok()) << back->status().message();
+    auto s = load(id);
+    EXPECT_TRUE(s->lease_is_ours);
+    ASSERT_EQ(s->backlog.size(), 3u);
+    EXPECT_EQ(s->backlog[2].text, "back");
+
+    // a deleted conversation takes its lease with it: nothing comes back to life
+    ASSERT_TRUE(testing::run_coro(io_, store_->remove(id, "alice"))->is_ok());
+    auto gone = testing::run_coro(io_, store_->append_batch(id, {part(reply, "ghost")},
+                                                            {true, false}));
+    ASSERT_TRUE(gone);
+    EXPECT_EQ(gone->status().code(), StatusCode::not_found);
+    auto exists = testing::run_coro(io_, redis_->command({"EXISTS", store_->backlog_key(id)}));
+    EXPECT_EQ((*exists)->integer, 0) << "no backlog made again";
 }
 
 TEST_F(BackplaneStore, WritesGoOnAfterRedisForgetsItsScripts)
