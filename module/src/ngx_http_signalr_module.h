@@ -257,6 +257,8 @@ struct ngx_http_signalr_session_s {
     unsigned                     ended:1;       /* a Close went either way */
     unsigned                     suspended:1;   /* back on another worker */
     unsigned                     parked:1;      /* state handed over */
+    unsigned                     write_queued:1; /* in ..._ws_post_write() */
+    uint32_t                     write_slot;    /* its place there */
 };
 
 

@@ -1,0 +1,141 @@
+// One group message to many WebSockets at once, faster than a worker
+// writes them all: every member gets every message exactly once, each
+// sender's messages in the order they were sent, JSON and MessagePack
+// members alike; a member that stops reading is closed at
+// signalr_send_queue_size while the others get everything.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+
+import { OPCODE } from './lib/rawws.mjs';
+import { hubMessages, rawHub } from './lib/security.mjs';
+import { NOTIFICATIONS, listener, sendTo, waitFor, waitKnown } from './lib/push.mjs';
+import { startStack } from './lib/stack.mjs';
+import { devToken } from './lib/tokens.mjs';
+
+const HUB = 'NotificationHub';
+const GROUP = '/groups/administrators';
+const TARGET = 'ReceiveSystemAlert';
+// more members than one worker writes in one go (two workers, slices
+// of 32), so that the writes of one message span several event-loop turns
+const MEMBERS = 240;
+const SENDERS = 8;
+const PER_SENDER = 25;
+
+let stack;
+
+before(async () => {
+    stack = await startStack();
+});
+
+after(async () => {
+    await stack?.stop();
+});
+
+// n members, half of them MessagePack, in batches
+async function members(n, prefix) {
+    const tokens = await Promise.all(Array.from({ length: 8 },
+        (_, i) => devToken(`${prefix}-${i}`, { role: 'admin' })));
+    const all = [];
+    for (let i = 0; i < n; i += 40) {
+        const batch = await Promise.all(Array.from({ length: Math.min(40, n - i) },
+            (_, j) => listener(stack, {
+                token: tokens[(i + j) % tokens.length],
+                methods: [TARGET],
+                protocol: (i + j) % 2 ? 'messagepack' : 'json',
+            })));
+        all.push(...batch);
+    }
+    await Promise.all(all.map((m) => waitKnown(stack, HUB, m.id)));
+    return all;
+}
+
+// each sender posts its messages one after the other, all senders at once
+async function publish(senders, perSender, payload = '') {
+    await Promise.all(Array.from({ length: senders }, async (_, s) => {
+        for (let n = 0; n < perSender; n++) {
+            const sent = await sendTo(stack, HUB, GROUP, TARGET, [{ s, n, payload }]);
+            assert.equal(sent.status, 202, `message ${s}/${n} is accepted (${sent.text})`);
+        }
+    }));
+}
+
+// what a member got: every message once, each sender's in order
+function assertComplete(got, label, senders, perSender) {
+    const next = new Array(senders).fill(0);
+    for (const [{ s, n }] of got) {
+        assert.equal(n, next[s], `${label}: sender ${s}'s message ${next[s]} comes next`);
+        next[s]++;
+    }
+    assert.deepEqual(next, new Array(senders).fill(perSender),
+        `${label}: every message of every sender, once`);
+}
+
+test('a burst to 240 members: all of it, once, each sender in order', async () => {
+    const all = await members(MEMBERS, 'fanout');
+    const total = SENDERS * PER_SENDER;
+
+    await publish(SENDERS, PER_SENDER);
+
+    await waitFor(() => all.every((m) => m.got[TARGET].length >= total),
+        `all ${MEMBERS} members to get ${total} messages`, 30000);
+    all.forEach((m, i) => assertComplete(m.got[TARGET], `member ${i}`, SENDERS, PER_SENDER));
+    assert.ok(all.every((m) => m.connection.state === 'Connected'), 'and all stay connected');
+    await Promise.all(all.map((m) => m.connection.stop()));
+});
+
+test('a member that stops reading is closed at the send queue bound; the others get all',
+    async () => {
+        // few, so that the one client process reading them all keeps up
+        const readers = await members(8, 'fanout-readers');
+        const raw = await rawHub(stack, NOTIFICATIONS, await devToken('fanout-slow',
+            { role: 'admin' }));
+        raw.socket.pause();
+
+        // 240 messages of 24 KiB: 5.6 MiB, more than the kernel's socket
+        // buffers and the 1 MiB send queue hold for the member not reading
+        const payload = 'x'.repeat(24 * 1024);
+        await publish(4, 60, payload);
+        await waitFor(() => /send queue is full/.test(stack.logTail(400)),
+            'the error log to name the full send queue', 20000);
+
+        raw.socket.resume();
+        let close;
+        const messages = [];
+        for (;;) {
+            const frame = await raw.nextFrame(15000);
+            if (frame.opcode === OPCODE.close) {
+                close = frame;
+                break;
+            }
+            messages.push(...hubMessages(frame));
+        }
+        assert.equal(close.code, 1008, 'the slow member is closed with 1008');
+        const closeMessage = messages.find((m) => m.type === 7);
+        assert.equal(closeMessage?.error, 'send queue full', 'its Close message says why');
+        const alerts = messages.filter((m) => m.type === 1 && m.target === TARGET);
+        assert.ok(alerts.length > 0 && alerts.length < 240,
+            `it got the messages queued before the bound (${alerts.length})`);
+        const seen = new Array(4).fill(0);
+        for (const { arguments: [{ s, n }] } of alerts) {
+            assert.equal(n, seen[s], `the slow member gets sender ${s}'s messages in order`);
+            seen[s]++;
+        }
+        assert.equal(await raw.waitClosed(8000), true, 'its TCP connection ends');
+
+        await waitFor(() => readers.every((m) => m.got[TARGET].length >= 240),
+            'the reading members to get all 240 messages', 30000);
+        readers.forEach((m, i) => assertComplete(m.got[TARGET], `reader ${i}`, 4, 60));
+        assert.ok(readers.every((m) => m.connection.state === 'Connected'),
+            'the reading members stay connected');
+        await Promise.all(readers.map((m) => m.connection.stop()));
+    });
+
+test('the stack stops cleanly, without sanitizer reports or alerts', async () => {
+    const stopped = stack;
+    stack = null;
+    const result = await stopped.stop();
+    assert.deepEqual(result, { code: 0, signal: null }, 'run-stack exits 0');
+    assert.doesNotMatch(stopped.logTail(2000),
+        /AddressSanitizer|LeakSanitizer|runtime error:|\[alert\]|\[emerg\]/,
+        'no sanitizer report or alert in the stack log');
+});
