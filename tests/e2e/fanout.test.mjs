@@ -6,8 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { OPCODE } from './lib/rawws.mjs';
-import { hubMessages, rawHub } from './lib/security.mjs';
+import { rawHub, readToClose } from './lib/security.mjs';
 import { NOTIFICATIONS, listener, sendTo, waitFor, waitKnown } from './lib/push.mjs';
 import { startStack } from './lib/stack.mjs';
 import { devToken } from './lib/tokens.mjs';
@@ -99,16 +98,7 @@ test('a member that stops reading is closed at the send queue bound; the others 
             'the error log to name the full send queue', 20000);
 
         raw.socket.resume();
-        let close;
-        const messages = [];
-        for (;;) {
-            const frame = await raw.nextFrame(15000);
-            if (frame.opcode === OPCODE.close) {
-                close = frame;
-                break;
-            }
-            messages.push(...hubMessages(frame));
-        }
+        const { close, messages } = await readToClose(raw);
         assert.equal(close.code, 1008, 'the slow member is closed with 1008');
         const closeMessage = messages.find((m) => m.type === 7);
         assert.equal(closeMessage?.error, 'send queue full', 'its Close message says why');
@@ -133,9 +123,5 @@ test('a member that stops reading is closed at the send queue bound; the others 
 test('the stack stops cleanly, without sanitizer reports or alerts', async () => {
     const stopped = stack;
     stack = null;
-    const result = await stopped.stop();
-    assert.deepEqual(result, { code: 0, signal: null }, 'run-stack exits 0');
-    assert.doesNotMatch(stopped.logTail(2000),
-        /AddressSanitizer|LeakSanitizer|runtime error:|\[alert\]|\[emerg\]/,
-        'no sanitizer report or alert in the stack log');
+    await stopped.stopCleanly();
 });

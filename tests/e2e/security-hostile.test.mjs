@@ -10,7 +10,8 @@ import { after, before, test } from 'node:test';
 import { HUB_PATH, connect } from './lib/hub.mjs';
 import { OPCODE, rawRequest, upgrade } from './lib/rawws.mjs';
 import {
-    Bystander, RECORD_SEPARATOR, hubMessages, makeKeys, rawHub, sleep, startSecurityStack,
+    Bystander, RECORD_SEPARATOR, hubMessages, makeKeys, rawHub, readToClose, sleep,
+    startSecurityStack,
 } from './lib/security.mjs';
 import { devToken } from './lib/tokens.mjs';
 
@@ -88,16 +89,7 @@ test('an invocation flood that never reads is cut off at the send queue bound', 
         }
     }
     raw.socket.resume();
-    let close;
-    const messages = [];
-    for (;;) {
-        const frame = await raw.nextFrame(15000);
-        if (frame.opcode === OPCODE.close) {
-            close = frame;
-            break;
-        }
-        messages.push(...hubMessages(frame));
-    }
+    const { close, messages } = await readToClose(raw);
     const closeMessage = messages.find((m) => m.type === 7);
     assert.equal(close.code, 1008, `closed with 1008 once its queue is full (got ${close.code}, `
         + `${JSON.stringify(closeMessage)})`);

@@ -123,6 +123,19 @@ export function hubMessages(frame) {
         .map((m) => JSON.parse(m));
 }
 
+// Reads frames until the server's close frame: that frame, and the JSON
+// hub messages of every frame before it.
+export async function readToClose(raw, timeoutMs = 15000) {
+    const messages = [];
+    for (;;) {
+        const frame = await raw.nextFrame(timeoutMs);
+        if (frame.opcode === 8) {
+            return { close: frame, messages };
+        }
+        messages.push(...hubMessages(frame));
+    }
+}
+
 // Reads frames until count Completions arrived (pings skipped); those
 // Completions in order.
 export async function completions(raw, count, timeoutMs = 10000) {

@@ -1,6 +1,7 @@
 // Starts a whole stack (redis-server, signalrd, nginx with the module)
 // through conf/dev/run-stack, the same script `make run` uses, on a free
 // loopback port in a fresh temporary directory.
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createWriteStream, rmSync } from 'node:fs';
@@ -140,6 +141,17 @@ export class Stack {
             await sleep(100);
         }
         throw new Error(`the stack did not answer in ${timeoutMs} ms:\n${this.logTail()}`);
+    }
+
+    // stop(), and what a clean stop means: run-stack exits 0 and the log
+    // has no sanitizer report and no alert. name says which stack.
+    async stopCleanly(name = 'the stack') {
+        const result = await this.stop();
+        assert.deepEqual(result, { code: 0, signal: null },
+            `${name} exits 0\n${this.logTail()}`);
+        assert.doesNotMatch(this.logTail(2000),
+            /AddressSanitizer|LeakSanitizer|runtime error:|\[alert\]|\[emerg\]/,
+            `${name} logged no sanitizer report and no alert`);
     }
 
     // TERM to run-stack, which stops nginx, signalrd and redis and waits
