@@ -25,6 +25,7 @@ const Description  kHistograms[] = {
     {"gap_excess", "gap beyond nominal 1/rate (>= 0)"},
     {"schedule_lateness", "behind nominal schedule (>= 0)"},
     {"fragment_age", "fragment age, UUIDv7 clock (1 ms res.)"},
+    {"fragment_age_streaming", "fragment age, once all conversations stream"},
     {"reply", "whole reply, POST to final fragment"},
     {"round_trip", "Invocation to Completion"},
     {"delivery", "broadcast: publish to subscriber's read"},
