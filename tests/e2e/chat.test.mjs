@@ -4,7 +4,9 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { FragmentStream, PROTOCOLS, connect, fragmentsExcept, textOf } from './lib/hub.mjs';
+import {
+    FragmentStream, PROTOCOLS, connect, fragmentsExcept, replyFinished, textOf,
+} from './lib/hub.mjs';
 import { api, cancelChat, createChat, getChat, messagesOf } from './lib/rest.mjs';
 import { startStack } from './lib/stack.mjs';
 import { devToken } from './lib/tokens.mjs';
@@ -27,13 +29,6 @@ before(async () => {
 after(async () => {
     await stack?.stop();
 });
-
-// the user's turn is the first fragment of a new chat; the rest belongs
-// to the reply
-function replyFinished(fragments) {
-    return fragments.length > 0
-        && fragments.some((f) => f.isFinal && f.id !== fragments[0].id);
-}
 
 for (const protocol of PROTOCOLS) {
     test(`${protocol}: a new chat streams the user's turn, then the reply as GET stores it`,

@@ -8,7 +8,9 @@ import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { assertFragmentShape, assertIncreasingFragmentIds } from './lib/fragments.mjs';
-import { FragmentStream, PROTOCOLS, connect, fragmentsExcept, textOf } from './lib/hub.mjs';
+import {
+    FragmentStream, PROTOCOLS, connect, fragmentsExcept, replyFinished, textOf,
+} from './lib/hub.mjs';
 import { defaultTokens, startModelServer } from './lib/model-server.mjs';
 import { api, cancelChat, createChat, getChat, messagesOf } from './lib/rest.mjs';
 import { startStack } from './lib/stack.mjs';
@@ -38,11 +40,6 @@ after(async () => {
     await stack?.stop();
     await model?.stop();
 });
-
-function replyFinished(fragments) {
-    return fragments.length > 0
-        && fragments.some((f) => f.isFinal && f.id !== fragments[0].id);
-}
 
 // the fragments of the last assistant message, once it is final
 async function waitForReply(stream, seen = 0) {

@@ -9,7 +9,8 @@ import * as signalR from '@microsoft/signalr';
 
 import { assertFragmentShape, assertIncreasingFragmentIds } from './lib/fragments.mjs';
 import {
-    FragmentStream, HUB_PATH, connect, contextAfter, fragmentsExcept, textOf,
+    FragmentStream, HUB_PATH, connect, contextAfter, fragmentsExcept, replyFinished,
+    streamWholeReplies, textOf,
 } from './lib/hub.mjs';
 import { cancelChat, createChat, getChat, messagesOf } from './lib/rest.mjs';
 import { startStack } from './lib/stack.mjs';
@@ -43,11 +44,6 @@ before(async () => {
 after(async () => {
     await stack?.stop();
 });
-
-function replyFinished(fragments) {
-    return fragments.length > 0
-        && fragments.some((f) => f.isFinal && f.id !== fragments[0].id);
-}
 
 function transportName(connection) {
     return connection.connection.transport?.constructor?.name;
@@ -207,14 +203,7 @@ test('many connections over both HTTP transports, requests spread over both work
             const transport = i % 2 === 0 ? LongPolling : ServerSentEvents;
             return { token, connection: await connect(stack, { protocol: 'json', token, transport }) };
         }));
-        await Promise.all(connections.map(async ({ token, connection }, i) => {
-            const id = await createChat(stack, token, `spread ${i}`);
-            const stream = new FragmentStream(connection, id);
-            const fragments = await stream.waitFor(replyFinished, `reply ${i}`, 30000);
-            const [reply] = messagesOf(await getChat(stack, token, id), 'assistant');
-            assert.equal(textOf(fragments, reply.id), reply.text, `connection ${i}: whole reply`);
-            stream.dispose();
-        }));
+        await streamWholeReplies(stack, connections, 'spread');
         await Promise.all(connections.map(({ connection }) => connection.stop()));
 
         // the access log names the worker of every request: a connection

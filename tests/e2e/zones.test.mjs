@@ -13,21 +13,14 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { FragmentStream, HUB_PATH, connect, textOf } from './lib/hub.mjs';
+import { HUB_PATH, connect, streamWholeReplies } from './lib/hub.mjs';
 import { sourceDir } from './lib/paths.mjs';
 import { upgrade } from './lib/rawws.mjs';
-import { createChat, getChat, messagesOf } from './lib/rest.mjs';
 import { startStack } from './lib/stack.mjs';
 import { devToken } from './lib/tokens.mjs';
 
 const PUSH_HUB = '/hubs/notifications';
 const WORKERS = 3;
-
-// a reply is over with its final fragment, after the echo of the prompt
-function replyFinished(fragments) {
-    return fragments.length > 0
-        && fragments.some((f) => f.isFinal && f.id !== fragments[0].id);
-}
 
 // the dev configuration with three workers and a small registry zone; the
 // push hub keeps a negotiated connection for five minutes, longer than
@@ -114,14 +107,7 @@ test('connections negotiated by one worker work through another', async () => {
             const token = await devToken(`zones-cross-${i}`);
             return { token, connection: await connect(stack, { token }) };
         }));
-        await Promise.all(connections.map(async ({ token, connection }, i) => {
-            const id = await createChat(stack, token, `zones ${i}`);
-            const stream = new FragmentStream(connection, id);
-            const fragments = await stream.waitFor(replyFinished, `reply ${i}`, 30000);
-            const [reply] = messagesOf(await getChat(stack, token, id), 'assistant');
-            assert.equal(textOf(fragments, reply.id), reply.text, `connection ${i}: whole reply`);
-            stream.dispose();
-        }));
+        await streamWholeReplies(stack, connections, 'zones');
         await Promise.all(connections.map(({ connection }) => connection.stop()));
 
         const workers = await workersByConnection(stack, HUB_PATH);

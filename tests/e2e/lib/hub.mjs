@@ -1,7 +1,11 @@
 // The official SignalR client, as an application would use it against
 // the chat hub, plus a collector for the fragments of one Stream call.
+import assert from 'node:assert/strict';
+
 import * as signalR from '@microsoft/signalr';
 import { MessagePackHubProtocol } from '@microsoft/signalr-protocol-msgpack';
+
+import { createChat, getChat, messagesOf } from './rest.mjs';
 
 export const HUB_PATH = '/api/v1/chats/stream';
 export const PROTOCOLS = ['json', 'messagepack'];
@@ -184,4 +188,25 @@ export function textOf(fragments, messageId) {
 // fragments of messages other than the given ones, in order
 export function fragmentsExcept(fragments, ...messageIds) {
     return fragments.filter((f) => !messageIds.includes(f.id));
+}
+
+
+// A reply is over with its final fragment. The user's turn is the first
+// fragment of a new chat (its echo); the rest belongs to the reply.
+export function replyFinished(fragments) {
+    return fragments.length > 0
+        && fragments.some((f) => f.isFinal && f.id !== fragments[0].id);
+}
+
+// Each of connections ({ token, connection }) starts a chat, all at once,
+// and must stream the whole reply: the text the REST API holds after it.
+export async function streamWholeReplies(stack, connections, what) {
+    await Promise.all(connections.map(async ({ token, connection }, i) => {
+        const id = await createChat(stack, token, `${what} ${i}`);
+        const stream = new FragmentStream(connection, id);
+        const fragments = await stream.waitFor(replyFinished, `reply ${i}`, 30000);
+        const [reply] = messagesOf(await getChat(stack, token, id), 'assistant');
+        assert.equal(textOf(fragments, reply.id), reply.text, `connection ${i}: whole reply`);
+        stream.dispose();
+    }));
 }
