@@ -6,9 +6,6 @@ namespace signalrd {
 
 namespace {
 
-// Bounds a backlog should a reply run away, as the full script does.
-const char *const batched_max_len = "100000";
-
 // KEYS: the lease and cancel keys of every entry in turn, then every entry's backlog.
 // ARGV: the max length, then for each entry its lease value, message id, sender, text,
 // last fragment id, parts, channel and payload. Answers one string an entry: "again"
@@ -84,8 +81,8 @@ struct HandlerWaiter final : BacklogBatcher::Waiter {
 
 }  // namespace
 
-BacklogBatcher::BacklogBatcher(RedisClient &redis)
-    : redis_(redis), alive_(std::make_shared<bool>(true))
+BacklogBatcher::BacklogBatcher(RedisClient &redis, std::string_view backlog_max_len)
+    : redis_(redis), backlog_max_len_(backlog_max_len), alive_(std::make_shared<bool>(true))
 {
 }
 
@@ -116,7 +113,7 @@ asio::awaitable<BacklogBatcher::Outcome> BacklogBatcher::append(EntryRef entry)
             append_resp_bulk_parts(c.leases, {e.conversation_key, ":reply"});
             append_resp_bulk_parts(c.leases, {e.conversation_key, ":cancel"});
             append_resp_bulk_parts(c.backlogs, {e.conversation_key, ":backlog"});
-            append_resp_bulk_parts(c.args, {e.instance, " ", e.message_id});
+            append_resp_bulk_parts(c.args, {e.lease});
             append_resp_bulk_parts(c.args, {e.message_id});
             append_resp_bulk_parts(c.args, {e.sender});
             append_resp_bulk_parts(c.args, {e.text});
@@ -156,7 +153,7 @@ asio::awaitable<void> BacklogBatcher::send(Call call)
     std::string args = std::move(call.leases);
 
     args += call.backlogs;
-    append_resp_bulk_parts(args, {batched_max_len});
+    append_resp_bulk_parts(args, {backlog_max_len_});
     args += call.args;
 
     Result<RedisValue> r = co_await redis_.eval_resp(batched_script(), n * 3, n * 3 + 1 + n * 8,

@@ -42,7 +42,9 @@ public:
     // Replies' batches per script call, at most: bounds how long one call holds Redis.
     static constexpr size_t max_entries = 64;
 
-    explicit BacklogBatcher(RedisClient &redis);
+    // backlog_max_len: the bound of a backlog (XADD MAXLEN ~), the store's own, so that a
+    // batched write trims as its full script does.
+    BacklogBatcher(RedisClient &redis, std::string_view backlog_max_len);
     ~BacklogBatcher();
 
     BacklogBatcher(const BacklogBatcher &) = delete;
@@ -50,12 +52,12 @@ public:
 
     // One reply's batch as one backlog entry, as views that append() reads before it
     // first suspends: the conversation's key (the lease, cancel and backlog keys and the
-    // channel are named from it, as ConversationStore names them), this instance (the
-    // lease value that must hold is "<instance> <message id>"), the entry's fields, and
-    // the payload to publish without its entry id, which the script puts in front.
+    // channel are named from it, as ConversationStore names them), the lease value that
+    // must hold (ConversationStore::lease_value()), the entry's fields, and the payload to
+    // publish without its entry id, which the script puts in front.
     struct EntryRef {
         std::string_view conversation_key;
-        std::string_view instance;
+        std::string_view lease;
         std::string_view message_id;
         std::string_view sender;
         std::string_view text;
@@ -89,6 +91,7 @@ private:
     asio::awaitable<void> send(Call call);
 
     RedisClient &redis_;
+    std::string backlog_max_len_;
     std::vector<Call> pending_;   // the last one is being filled, each of max_entries at most
     bool flush_posted_ = false;
     std::shared_ptr<bool> alive_;   // tells a posted flush the batcher still exists

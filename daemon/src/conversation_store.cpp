@@ -375,7 +375,7 @@ ConversationStore::ConversationStore(RedisClient &redis, std::string prefix, std
       history_messages_(history_messages),
       backlog_ttl_(backlog_ttl),
       origin_(random_origin()),
-      batcher_(redis)
+      batcher_(redis, backlog_max_len)
 {
     own_fragments_prefix_ = "{\"type\":\"fragments\",\"origin\":";
     append_json_string(own_fragments_prefix_, origin_);
@@ -692,11 +692,12 @@ asio::awaitable<Result<AppendResult>> ConversationStore::append_batch(
 
     const std::string &reply_id = last.message_id;
     const std::string conv = conversation_key(id);
+    std::string payload = fragments_payload(batch);
     if (hints.first_send && !hints.starts_message) {
         // the usual case, with the batches of other replies (backlog_batcher.h)
-        const std::string payload = fragments_payload(batch);
+        const std::string lease = lease_value(reply_id);
         BacklogBatcher::Outcome quick = co_await batcher_.append(
-            {conv, instance_, reply_id, last.sender, text, last.fragment_id, parts, payload});
+            {conv, lease, reply_id, last.sender, text, last.fragment_id, parts, payload});
         if (!quick.is_ok()) {
             co_return quick.status();
         }
@@ -728,7 +729,7 @@ asio::awaitable<Result<AppendResult>> ConversationStore::append_batch(
     args.push_back(lease_value(reply_id));
     args.push_back(lease_ms());
     args.push_back(conversation_channel(id));
-    args.push_back(fragments_payload(batch));
+    args.push_back(std::move(payload));
     args.push_back(std::to_string(lease_deadline()));
     args.push_back(reply_member(id, reply_id));
     args.push_back(std::to_string(history_messages_));
