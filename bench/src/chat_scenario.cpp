@@ -234,7 +234,7 @@ ChatScenario::on_fragment(size_t i, const json_t *item, int64_t now_ns)
     Conversation  &c = convs_[i];
     const char    *sender, *fragment_id, *text;
     int            is_final;
-    int64_t        sent_ms;
+    int64_t        sent_ns;
 
     if (json_unpack(const_cast<json_t *>(item), "{s:s,s:s,s:s,s:b}",
                     "sender", &sender, "fragmentId", &fragment_id,
@@ -257,9 +257,9 @@ ChatScenario::on_fragment(size_t i, const json_t *item, int64_t now_ns)
         return;
     }
 
-    sent_ms = uuid7_unix_ms(fragment_id);
-    if (sent_ms >= 0) {
-        int64_t age_us = (wall_ns() - sent_ms * kNsPerMs) / kNsPerUs;
+    sent_ns = uuid7_unix_ns(fragment_id);
+    if (sent_ns >= 0) {
+        int64_t age_us = (wall_ns() - sent_ns) / kNsPerUs;
 
         results_.record("fragment_age", age_us);
 

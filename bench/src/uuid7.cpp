@@ -23,9 +23,10 @@ hex_value(char c)
 
 
 int64_t
-uuid7_unix_ms(std::string_view s)
+uuid7_unix_ns(std::string_view s)
 {
     int64_t  ms = 0;
+    int64_t  fraction = 0;
     int      v;
 
     // xxxxxxxx-xxxx-7xxx-yxxx-xxxxxxxxxxxx
@@ -47,6 +48,8 @@ uuid7_unix_ms(std::string_view s)
 
         if (i < 13) {
             ms = (ms << 4) | v;   // the 12 digits before the version
+        } else if (i > 14 && i < 18) {
+            fraction = (fraction << 4) | v;   // rand_a, after the version
         }
     }
 
@@ -55,7 +58,7 @@ uuid7_unix_ms(std::string_view s)
         return -1;
     }
 
-    return ms;
+    return ms * 1000000 + fraction * 1000000 / 4096;
 }
 
 }  // namespace bench

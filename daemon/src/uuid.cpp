@@ -10,8 +10,10 @@ namespace signalrd {
 
 namespace {
 
-constexpr uint64_t counter_bits = 42;
+constexpr uint64_t fraction_bits = 12;
+constexpr uint64_t counter_bits = 30;
 constexpr uint64_t counter_mask = (uint64_t{1} << counter_bits) - 1;
+constexpr uint64_t ns_per_ms = 1000000;
 
 std::string format_uuid(const std::array<uint8_t, 16> &bytes)
 {
@@ -72,40 +74,45 @@ uint64_t RandomPool::next_u64()
 
 std::string UuidV7Generator::next()
 {
-    auto now = std::chrono::system_clock::now().time_since_epoch();
-    return next_at(static_cast<uint64_t>(
-        std::chrono::duration_cast<std::chrono::milliseconds>(now).count()));
+    auto since_epoch = std::chrono::duration_cast<std::chrono::nanoseconds>(
+        std::chrono::system_clock::now().time_since_epoch());
+    auto ns = static_cast<uint64_t>(since_epoch.count());
+
+    return next_at(ns / ns_per_ms, static_cast<uint32_t>(ns % ns_per_ms));
 }
 
-std::string UuidV7Generator::next_at(uint64_t unix_ms)
+std::string UuidV7Generator::next_at(uint64_t unix_ms, uint32_t ns_into_ms)
 {
-    if (unix_ms > last_ms_) {
-        // a fresh millisecond: start the counter at a random value with its top bit
-        // clear, leaving room for at least 2^41 more ids in that millisecond
-        last_ms_ = unix_ms;
+    uint64_t fraction = (uint64_t{ns_into_ms} << fraction_bits) / ns_per_ms;
+    uint64_t step = (unix_ms << fraction_bits) | (fraction & 0xfffu);
+
+    if (step > last_step_) {
+        // a fresh step: start the counter at a random value with its top bit clear,
+        // leaving room for at least 2^29 more ids in that step
+        last_step_ = step;
         counter_ = random_.next_u64() & (counter_mask >> 1);
     } else if (counter_ == counter_mask) {
-        // counter exhausted, or the clock went back: borrow the next millisecond
-        last_ms_++;
+        // counter exhausted, or the clock went back: borrow the next step
+        last_step_++;
         counter_ = random_.next_u64() & (counter_mask >> 1);
     } else {
         counter_++;
     }
 
+    uint64_t ms = last_step_ >> fraction_bits;
+    uint64_t rand_a = last_step_ & 0xfffu;
     uint64_t tail = random_.next_u64() & 0xffffffffu;
-    uint64_t rand_a = counter_ >> 30;              // 12 bits
-    uint64_t rand_b_high = counter_ & 0x3fffffffu; // 30 bits
     std::array<uint8_t, 16> b{};
 
     for (int i = 0; i < 6; i++) {
-        b[i] = static_cast<uint8_t>(last_ms_ >> (40 - 8 * i));
+        b[i] = static_cast<uint8_t>(ms >> (40 - 8 * i));
     }
     b[6] = static_cast<uint8_t>(0x70 | (rand_a >> 8));
     b[7] = static_cast<uint8_t>(rand_a);
-    b[8] = static_cast<uint8_t>(0x80 | (rand_b_high >> 24));
-    b[9] = static_cast<uint8_t>(rand_b_high >> 16);
-    b[10] = static_cast<uint8_t>(rand_b_high >> 8);
-    b[11] = static_cast<uint8_t>(rand_b_high);
+    b[8] = static_cast<uint8_t>(0x80 | (counter_ >> 24));
+    b[9] = static_cast<uint8_t>(counter_ >> 16);
+    b[10] = static_cast<uint8_t>(counter_ >> 8);
+    b[11] = static_cast<uint8_t>(counter_);
     for (int i = 0; i < 4; i++) {
         b[12 + i] = static_cast<uint8_t>(tail >> (24 - 8 * i));
     }

@@ -26,6 +26,30 @@ TEST(UuidV7, CarriesItsCreationMillisecond)
     EXPECT_EQ(uuid_v7_time(id), 0x0123456789abu);
 }
 
+TEST(UuidV7, CarriesTheFractionOfItsMillisecond)
+{
+    UuidV7Generator gen;
+
+    // rand_a, the three digits after the version, counts 1/4096 ms
+    EXPECT_EQ(gen.next_at(1000, 0).substr(15, 3), "000");
+    EXPECT_EQ(gen.next_at(1000, 500000).substr(15, 3), "800");
+    EXPECT_EQ(gen.next_at(1000, 999999).substr(15, 3), "fff");
+    EXPECT_EQ(uuid_v7_time(gen.next_at(1001, 999999)), 1001u);
+}
+
+TEST(UuidV7, SortsByTheFractionWithinAMillisecond)
+{
+    UuidV7Generator gen;
+    std::string prev = gen.next_at(2000, 0);
+
+    for (uint32_t ns = 1000; ns < 1000000; ns += 1000) {
+        std::string next = gen.next_at(2000, ns);
+        ASSERT_LT(prev, next) << "at " << ns << " ns into the millisecond";
+        prev = next;
+    }
+    EXPECT_LT(prev, gen.next_at(2001, 0));
+}
+
 TEST(UuidV7, StrictlyIncreasesWithinOneMillisecond)
 {
     UuidV7Generator gen;
