@@ -67,6 +67,7 @@ private:
     int64_t                    start_ns_ = 0;
     int64_t                    last_final_ns_ = 0;
     size_t                     running_ = 0;
+    size_t                     ended_ = 0;      // conversations done or failed
     std::optional<std::string> first_text_;
 };
 
@@ -263,10 +264,12 @@ ChatScenario::on_fragment(size_t i, const json_t *item, int64_t now_ns)
 
         results_.record("fragment_age", age_us);
 
-        // Apart: once every conversation of this process streams, so that
-        // the set-up of the others (POSTs, Stream invocations, replays)
-        // no longer competes with the fragments for the cores.
-        if (streaming_ == convs_.size()) {
+        // Apart: while every conversation of this process streams, once
+        // the set-up of all (POSTs, Stream invocations, replays) and
+        // before the end of any (the reply's final write, the cancel,
+        // the REST connection's close) competes with the fragments for
+        // the cores: the steady state.
+        if (streaming_ == convs_.size() && ended_ == 0) {
             results_.record("fragment_age_streaming", age_us);
         }
     }
@@ -356,6 +359,7 @@ ChatScenario::end_conversation(size_t i, bool ok, const std::string &error)
 
     c.rest->close();
     running_--;
+    ended_++;
     maybe_finish();
 }
 

@@ -25,7 +25,7 @@ const Description  kHistograms[] = {
     {"gap_excess", "gap beyond nominal 1/rate (>= 0)"},
     {"schedule_lateness", "behind nominal schedule (>= 0)"},
     {"fragment_age", "fragment age, from the UUIDv7 id"},
-    {"fragment_age_streaming", "fragment age, once all conversations stream"},
+    {"fragment_age_streaming", "fragment age, while all conversations stream"},
     {"reply", "whole reply, POST to final fragment"},
     {"round_trip", "Invocation to Completion"},
     {"delivery", "broadcast: publish to subscriber's read"},
