@@ -1,6 +1,9 @@
 #include "chat_hub.h"
 
+#include <algorithm>
 #include <cstring>
+#include <iterator>
+
 #include <strings.h>
 
 #include "stream_item.h"
@@ -182,6 +185,9 @@ asio::awaitable<void> ChatHub::replay(std::shared_ptr<Stream> stream)
         co_return;
     }
     Result<ConversationSnapshot> snapshot = co_await store_.load(stream->conversation_id);
+    // taken with the snapshot, before anything else runs: what this process's reply
+    // showed and the snapshot may lack (see ReplyRunner::unstored())
+    std::vector<Fragment> unstored = runner_.unstored(stream->conversation_id);
 
     if (!stream->active) {
         co_return;
@@ -204,9 +210,17 @@ asio::awaitable<void> ChatHub::replay(std::shared_ptr<Stream> stream)
         }
     }
 
+    // the unstored and the held overlap (shown after the subscription, not stored at the
+    // snapshot): in order of their ids, each once
+    std::vector<Fragment> held = std::move(stream->held);
+    held.insert(held.end(), std::make_move_iterator(unstored.begin()),
+                std::make_move_iterator(unstored.end()));
+    std::stable_sort(held.begin(), held.end(), [](const Fragment &a, const Fragment &b) {
+        return a.fragment_id < b.fragment_id;
+    });
+
     stream->watermark = plan.watermark;
     stream->live = true;
-    std::vector<Fragment> held = std::move(stream->held);
     for (const Fragment &f : held) {
         if (f.fragment_id > stream->watermark) {
             stream->watermark = f.fragment_id;

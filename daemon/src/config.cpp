@@ -48,6 +48,7 @@ const KeySpec key_specs[] = {
     {"backlog_batch_fragments", "SIGNALRD_BACKLOG_BATCH_FRAGMENTS", KeyKind::count, 1, 1000},
     {"backlog_batch_ms", "SIGNALRD_BACKLOG_BATCH_MS", KeyKind::count, 0, 1000},
     {"cancel_unwatched", "SIGNALRD_CANCEL_UNWATCHED", KeyKind::flag, 0, 0},
+    {"store_before_show", "SIGNALRD_STORE_BEFORE_SHOW", KeyKind::flag, 0, 0},
     {"log_level", "SIGNALRD_LOG_LEVEL", KeyKind::log_level, 0, 0},
     {"push_hubs", "SIGNALRD_PUSH_HUBS", KeyKind::text, 0, 0},
     {"push_group_rules", "SIGNALRD_PUSH_GROUP_RULES", KeyKind::text, 0, 0},
@@ -101,6 +102,7 @@ bool *flag_field(Config &c, std::string_view key)
 {
     if (key == "ai_tls_verify") return &c.ai_tls_verify;
     if (key == "cancel_unwatched") return &c.cancel_unwatched;
+    if (key == "store_before_show") return &c.store_before_show;
     return nullptr;
 }
 

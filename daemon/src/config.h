@@ -42,6 +42,7 @@ struct Config {
     uint32_t backlog_batch_fragments = 256; // fragments per backlog write at most
     uint32_t backlog_batch_ms = 0;       // how long a backlog write may wait for more
     bool cancel_unwatched = false;       // cancel a reply when its last stream goes
+    bool store_before_show = false;      // show a fragment only once Redis holds it
     std::string push_hubs;               // push hub names, space-separated (docs/push-api.md)
     std::string push_group_rules;        // "HUB CLAIM=VALUE GROUP" rules, comma-separated
     std::string push_access_key_file;    // the push API's access key; empty: no push API

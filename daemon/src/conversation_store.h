@@ -1,5 +1,6 @@
-// Conversations in Redis. What Redis holds is the truth: a daemon that dies loses
-// nothing a client was shown, because every fragment is stored before it is sent.
+// Conversations in Redis. What Redis holds is the truth: a daemon that dies loses at
+// most the fragments it had not stored yet (reply_runner.h says which a client may
+// have been shown, and store_before_show avoids even that).
 //
 // Keys, under the configured prefix P (the braces are a Redis Cluster hash tag, so that
 // one conversation's keys share a slot):

@@ -143,6 +143,7 @@ struct Daemon {
     void wire_backplane()
     {
         runner.set_hold_back_limit(config.hold_back_fragments);
+        runner.set_store_before_show(config.store_before_show);
         bus.set_bridge(&backplane);
         registry.set_observer([this](const ConnectionInfo &info, bool opened) {
             backplane.on_connection(info, opened);

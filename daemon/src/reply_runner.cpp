@@ -48,7 +48,8 @@ struct ReplyRunner::Reply {
     std::optional<std::string> held;                    // the token not yet queued
     size_t tokens = 0;                                  // tokens queued, over the reply
     std::deque<Fragment> queued;                        // the hold-back queue
-    size_t in_flight = 0;                               // fragments being written
+    std::vector<Fragment> writing;                      // the batch being written
+    std::optional<Fragment> ending;                     // the final, being written
     bool writer_running = false;
     bool closing = false;                               // no more tokens: drain and stop
     Status write_failure;                               // why the writer gave up
@@ -121,11 +122,28 @@ bool ReplyRunner::running(const std::string &conversation_id) const
     return replies_.count(conversation_id) != 0;
 }
 
+std::vector<Fragment> ReplyRunner::unstored(const std::string &conversation_id) const
+{
+    std::vector<Fragment> out;
+    auto it = replies_.find(conversation_id);
+
+    if (it == replies_.end() || store_before_show_) {
+        return out;
+    }
+    const Reply &reply = *it->second;
+    out.insert(out.end(), reply.writing.begin(), reply.writing.end());
+    out.insert(out.end(), reply.queued.begin(), reply.queued.end());
+    if (reply.ending) {
+        out.push_back(*reply.ending);
+    }
+    return out;
+}
+
 size_t ReplyRunner::held_back() const
 {
     size_t n = 0;
     for (const auto &[id, reply] : replies_) {
-        n += reply->queued.size() + reply->in_flight;
+        n += reply->queued.size() + reply->writing.size();
     }
     return n;
 }
@@ -210,7 +228,7 @@ asio::awaitable<void> ReplyRunner::keep_lease(std::shared_ptr<Reply> reply)
 // the queue mostly has room: a coroutine frame less for every token.
 bool ReplyRunner::must_wait(const Reply &reply) const
 {
-    return reply.queued.size() + reply.in_flight >= hold_back_limit_ &&
+    return reply.queued.size() + reply.writing.size() >= hold_back_limit_ &&
            reply.write_failure.is_ok() && !reply.control.cancelled();
 }
 
@@ -230,8 +248,13 @@ Status ReplyRunner::push(Reply &reply, std::string text)
         return Status::ok();
     }
     reply.tokens++;
-    reply.queued.push_back({reply.reply_id, sender_assistant, std::move(text), new_uuid_v7(),
-                            false});
+    ConversationEvent event{ConversationEvent::Kind::fragment,
+                            {reply.reply_id, sender_assistant, std::move(text), new_uuid_v7(),
+                             false}};
+    if (!store_before_show_) {
+        bus_.publish(reply.conversation_id, event);
+    }
+    reply.queued.push_back(std::move(event.fragment));
     reply.work.cancel();
     return Status::ok();
 }
@@ -239,7 +262,6 @@ Status ReplyRunner::push(Reply &reply, std::string text)
 asio::awaitable<void> ReplyRunner::write_queue(std::shared_ptr<Reply> reply)
 {
     const size_t max_batch = std::max<size_t>(1, batching_.max_fragments);
-    std::vector<Fragment> batch;   // reused: one allocation for the reply, not a write
     bool idle = true;
 
     for (;;) {
@@ -258,14 +280,14 @@ asio::awaitable<void> ReplyRunner::write_queue(std::shared_ptr<Reply> reply)
             idle = false;
         }
 
+        // reused: one allocation for the reply, not one a write
         size_t n = std::min(reply->queued.size(), max_batch);
-        batch.assign(std::make_move_iterator(reply->queued.begin()),
-                     std::make_move_iterator(reply->queued.begin() + n));
+        reply->writing.assign(std::make_move_iterator(reply->queued.begin()),
+                              std::make_move_iterator(reply->queued.begin() + n));
         reply->queued.erase(reply->queued.begin(), reply->queued.begin() + n);
-        reply->in_flight = n;
 
-        Status s = co_await write_batch(*reply, batch);
-        reply->in_flight = 0;
+        Status s = co_await write_batch(*reply, reply->writing);
+        reply->writing.clear();
         reply->room.cancel();
         if (!s.is_ok()) {
             // what is still queued can no longer be stored in order: it is dropped
@@ -320,13 +342,16 @@ asio::awaitable<Status> ReplyRunner::write_batch(Reply &reply, std::vector<Fragm
         Result<AppendResult> r = co_await store_.append_batch(reply.conversation_id, batch,
                                                               hints);
         if (r.is_ok()) {
-            // stored: the batch is not needed again, so each event takes its fragment
+            // stored: streams that wait for that are shown the batch now, each event
+            // taking its fragment, as the batch is not needed again
             ConversationEvent event;
             for (Fragment &f : batch) {
                 reply.text += f.text;
                 reply.fragments.emplace_back(f.fragment_id, reply.text.size());
-                event.fragment = std::move(f);
-                bus_.publish(reply.conversation_id, event);
+                if (store_before_show_) {
+                    event.fragment = std::move(f);
+                    bus_.publish(reply.conversation_id, event);
+                }
             }
             if (r->cancel_requested) {
                 reply.stop();
@@ -355,11 +380,18 @@ asio::awaitable<void> ReplyRunner::finish(Reply &reply, std::string final_text)
                     reply.created_ms, reply.fragments};
     m.fragments.emplace_back(f.fragment_id, m.text.size());
 
+    // A reply whose writes failed is left to whoever takes its lease over, which ends it
+    // from what Redis holds: no final of its own is shown then.
     Status s = reply.write_failure;
+    if (s.is_ok() && !store_before_show_) {
+        reply.ending = f;
+        bus_.publish(reply.conversation_id, {ConversationEvent::Kind::fragment, f});
+    }
     if (s.is_ok()) {
         s = co_await store_end(reply, m, f);
     }
-    if (s.is_ok()) {
+    reply.ending.reset();
+    if (s.is_ok() && store_before_show_) {
         bus_.publish(reply.conversation_id, {ConversationEvent::Kind::fragment, f});
     } else if (s.code() == StatusCode::unavailable) {
         // the lease runs out and another instance (or this one, restarted) ends the reply

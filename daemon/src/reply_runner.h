@@ -1,7 +1,19 @@
-// Runs assistant replies: takes tokens from the provider, stores each fragment in Redis
-// and only then publishes it to live streams, so that whatever a client was shown can
-// be replayed after any failure. One reply per conversation at a time, guarded across
-// instances by the lease in Redis (see conversation_store.h).
+// Runs assistant replies: takes tokens from the provider, shows each fragment to the
+// live streams of this process at once and stores it in Redis behind, in order. One
+// reply per conversation at a time, guarded across instances by the lease in Redis
+// (see conversation_store.h). Other instances' streams get a fragment once it is
+// stored (through its PUBLISH).
+//
+// Design note, shown before stored: a fragment's Redis write (the backlog script, then
+// the answer back) took most of its latency, and at a thousand replies its queue in
+// Redis set the tail. What streams of this process were shown and Redis does not hold
+// yet is the reply's hold-back queue and the batch being written (unstored()): a stream
+// that starts meanwhile reads the snapshot and then those, so it misses nothing and
+// gets nothing twice. The price: should this daemon die, or Redis stay away past the
+// retries, or the lease be taken over, a client may have been shown the last few
+// fragments (at most hold_back_limit) that the stored message lacks. A resuming client
+// still gets exactly what follows its last fragment id. With store_before_show a
+// fragment is shown only once Redis holds it, as before, at the cost of that round trip.
 //
 // By default a reply's last token is held back until the provider says whether another
 // follows, so that the last fragment can carry isFinal and text (the demo provider).
@@ -17,7 +29,7 @@
 // tokens wait there while their backlog write is in flight or Redis is away. A writer
 // takes whatever queued (at most BacklogBatching::max_fragments) as one batch (one
 // backlog entry, one script, see conversation_store.h), retries it while Redis is
-// unreachable, and only then shows its fragments to live streams. This is the only
+// unreachable (with store_before_show, only then shows them). This is the only
 // batching: nothing waits to be batched unless max_delay is set, which lets the writer
 // wait that long after a first token for more. At the bound (hold_back_limit
 // fragments) the provider is made to wait: the token sink does not return until there
@@ -67,6 +79,9 @@ public:
     // With live, tokens are not held back (see above): for streaming models.
     void set_live_tokens(bool live) { live_tokens_ = live; }
 
+    // Shows a fragment only once Redis holds it (see the design note above).
+    void set_store_before_show(bool after) { store_before_show_ = after; }
+
     // Publishes the user turn just stored and starts the reply whose lease it holds.
     void start(const NewTurn &turn);
 
@@ -77,6 +92,13 @@ public:
     bool cancel_reply(const std::string &conversation_id, const std::string &reply_id);
 
     bool running(const std::string &conversation_id) const;
+
+    // The fragments of the conversation's reply that streams here were shown and Redis
+    // has not confirmed yet, in order: what a stream that starts now finds in no
+    // snapshot. (A fragment leaves the list when its write's answer is read, on the
+    // connection that reads snapshots too: a snapshot read before has it here, one read
+    // after has it stored.)
+    std::vector<Fragment> unstored(const std::string &conversation_id) const;
     size_t active() const { return replies_.size(); }
 
     // Fragments queued toward Redis, over every reply.
@@ -110,7 +132,7 @@ private:
     Status push(Reply &reply, std::string text);
     asio::awaitable<void> write_queue(std::shared_ptr<Reply> reply);
     asio::awaitable<void> gather(Reply &reply);
-    // On success the batch's fragments have been moved to the bus's listeners.
+    // On success the batch is stored (and with store_before_show, moved to the bus).
     asio::awaitable<Status> write_batch(Reply &reply, std::vector<Fragment> &batch);
     asio::awaitable<bool> retry_pause(Reply &reply, int attempt);
     asio::awaitable<void> finish(Reply &reply, std::string final_text);
@@ -123,6 +145,7 @@ private:
     size_t hold_back_limit_ = default_hold_back_limit;
     BacklogBatching batching_;
     bool live_tokens_ = false;
+    bool store_before_show_ = false;
     bool stopping_ = false;
     std::unordered_map<std::string, std::shared_ptr<Reply>> replies_;   // by conversation
 };

@@ -1,5 +1,7 @@
 #include "chat_fixture.h"
 
+#include <algorithm>
+
 namespace signalrd {
 namespace {
 
@@ -153,6 +155,94 @@ TEST_F(SlowChat, CancellingTheReplyEndsItWithACancelledFragment)
     EXPECT_LT(got.size(), reply_tokens + 1) << "the reply was cut short";
     auto s = load(id);
     EXPECT_EQ(text_by_message(got), stored_texts(*s));
+}
+
+// Holds the daemon's Redis writes back for a while (reads still pass, on other
+// connections): what a stream is shown meanwhile is not stored yet.
+void pause_writes(asio::io_context &io, RedisClient &redis, int ms)
+{
+    auto r = testing::run_coro(io, redis.command({"CLIENT", "PAUSE", std::to_string(ms),
+                                                  "WRITE"}));
+    ASSERT_TRUE(r && r->is_ok());
+}
+
+size_t assistant_count(const std::vector<Fragment> &fragments)
+{
+    return std::count_if(fragments.begin(), fragments.end(),
+                         [](const Fragment &f) { return f.sender == "assistant"; });
+}
+
+TEST_F(SlowChat, AFragmentIsShownBeforeRedisHoldsIt)
+{
+    auto alice = connection("c1", "alice");
+    std::string id = create("alice", "quick");
+
+    stream(alice, "1", id);
+    ASSERT_TRUE(testing::run_until(io_, [&] { return !sink_.fragments("c1", "1").empty(); }));
+    pause_writes(io_, *redis_, 400);
+    auto paused_at = std::chrono::steady_clock::now();
+
+    ASSERT_TRUE(testing::run_until(
+        io_, [&] { return assistant_count(sink_.fragments("c1", "1")) >= 3; }));
+    EXPECT_LT(std::chrono::steady_clock::now() - paused_at, std::chrono::milliseconds(300))
+        << "shown while Redis held the writes back";
+    auto unstored = runner_->unstored(id);
+    ASSERT_FALSE(unstored.empty()) << "what was shown and not stored yet is known";
+    EXPECT_EQ(unstored.front().fragment_id, sink_.fragments("c1", "1")[1].fragment_id)
+        << "the first assistant fragment waits for its write";
+
+    ASSERT_TRUE(wait_final("c1", "1"));
+    ASSERT_TRUE(wait_reply(id));
+    EXPECT_TRUE(runner_->unstored(id).empty());
+    auto got = sink_.fragments("c1", "1");
+    expect_strictly_increasing(got);
+    EXPECT_EQ(text_by_message(got), stored_texts(*load(id))) << "all of it stored after all";
+}
+
+TEST_F(SlowChat, AStreamStartedWhileFragmentsAreUnstoredGetsEachOnce)
+{
+    auto tab1 = connection("t1", "alice");
+    auto tab2 = connection("t2", "alice");
+    std::string id = create("alice", "late tab");
+
+    stream(tab1, "1", id);
+    ASSERT_TRUE(testing::run_until(io_, [&] { return !sink_.fragments("t1", "1").empty(); }));
+    pause_writes(io_, *redis_, 300);
+    ASSERT_TRUE(testing::run_until(
+        io_, [&] { return assistant_count(sink_.fragments("t1", "1")) >= 3; }));
+    ASSERT_FALSE(runner_->unstored(id).empty());
+
+    stream(tab2, "1", id);
+    ASSERT_TRUE(wait_final("t1", "1"));
+    ASSERT_TRUE(wait_final("t2", "1"));
+
+    auto first = sink_.fragments("t1", "1");
+    auto second = sink_.fragments("t2", "1");
+    expect_strictly_increasing(second);
+    ASSERT_EQ(second.size(), first.size()) << "each fragment once, none missing";
+    for (size_t i = 0; i < first.size(); i++) {
+        EXPECT_EQ(second[i].fragment_id, first[i].fragment_id) << "fragment " << i;
+    }
+}
+
+TEST_F(SlowChat, WithStoreBeforeShowNothingIsShownThatRedisDoesNotHold)
+{
+    auto alice = connection("c1", "alice");
+    runner_->set_store_before_show(true);
+    std::string id = create("alice", "strict");
+
+    stream(alice, "1", id);
+    ASSERT_TRUE(testing::run_until(io_, [&] { return !sink_.fragments("c1", "1").empty(); }));
+    size_t before = assistant_count(sink_.fragments("c1", "1"));
+    pause_writes(io_, *redis_, 300);
+
+    testing::run_for(io_, std::chrono::milliseconds(150));
+    EXPECT_EQ(assistant_count(sink_.fragments("c1", "1")), before)
+        << "nothing new shown while the writes are held back";
+    EXPECT_TRUE(runner_->unstored(id).empty());
+
+    ASSERT_TRUE(wait_final("c1", "1"));
+    EXPECT_EQ(text_by_message(sink_.fragments("c1", "1")), stored_texts(*load(id)));
 }
 
 TEST_F(ChatFixture, AnotherUsersConversationIsNotFound)
