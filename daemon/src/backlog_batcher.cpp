@@ -84,6 +84,7 @@ struct HandlerWaiter final : BacklogBatcher::Waiter {
 BacklogBatcher::BacklogBatcher(RedisClient &redis, std::string_view backlog_max_len)
     : redis_(redis), backlog_max_len_(backlog_max_len), alive_(std::make_shared<bool>(true))
 {
+    redis_.preload(batched_script());
 }
 
 BacklogBatcher::~BacklogBatcher()

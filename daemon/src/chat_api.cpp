@@ -214,7 +214,8 @@ asio::awaitable<HttpResponse> ChatApi::add_turn(const HttpRequest &request,
     if (!snapshot->exists || snapshot->owner != user) {
         co_return not_found();
     }
-    if (runner_.running(id)) {
+    // a reply that showed its final is over: its write reaches Redis before this turn's
+    if (runner_.running(id) && !runner_.ending(id)) {
         co_return HttpResponse::problem(409, "a reply is already being generated");
     }
 

@@ -62,16 +62,19 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'id', ARGV[1], 'sender'
 return 1
 )lua";
 
-// The newest backlog entry's fragmentId equals ARGV[n]: the write being made is a repeat.
-// Its message id differs from ARGV[1]: the write being made starts a message.
-#define SIGNALRD_LUA_TOP_IS(n) \
-    "local top = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)[1]\n" \
-    "local repeated = false\n" \
-    "local starts = true\n" \
-    "if top then for i = 1, #top[2], 2 do\n" \
-    "  if top[2][i] == 'fragmentId' and top[2][i + 1] == ARGV[" #n "] then repeated = true end\n" \
-    "  if top[2][i] == 'id' and top[2][i + 1] == ARGV[1] then starts = false end\n" \
-    "end end\n"
+// Reads the newest backlog entry: whether its fragmentId is fragment_id (the write being
+// made is a repeat) and whether its message id differs from message_id (the write being
+// made starts a message). Returns the entry, repeated, starts.
+#define SIGNALRD_LUA_READ_TOP \
+    "local function read_top(stream, message_id, fragment_id)\n" \
+    "  local top = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)[1]\n" \
+    "  local repeated, starts = false, true\n" \
+    "  if top then for i = 1, #top[2], 2 do\n" \
+    "    if top[2][i] == 'fragmentId' and top[2][i + 1] == fragment_id then repeated = true end\n" \
+    "    if top[2][i] == 'id' and top[2][i + 1] == message_id then starts = false end\n" \
+    "  end end\n" \
+    "  return top, repeated, starts\n" \
+    "end\n"
 
 // KEYS: conversation, messages, backlog, lease, cancel, replies, starts. ARGV: message id,
 // sender, text, last fragment id, parts, max length, lease value, lease ms, channel,
@@ -86,7 +89,7 @@ return 1
 // knows whether it starts its message: the newest entry is read (XREVRANGE, a third of
 // the script's cost) only for a batch sent again, or when the lease is not ours. One
 // MGET reads the lease and the cancel key together.
-const char *const append_batch_text = SIGNALRD_LUA_BOUND_BACKLOG R"lua(
+const char *const append_batch_text = SIGNALRD_LUA_BOUND_BACKLOG SIGNALRD_LUA_READ_TOP R"lua(
 local held = redis.call('MGET', KEYS[4], KEYS[5])
 local lease = held[1]
 local ours = lease == ARGV[7]
@@ -95,12 +98,7 @@ local repeated = false
 local starts = ARGV[15] == '1'
 local top = nil
 if ARGV[14] ~= '1' or not ours then
-  top = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)[1]
-  starts = true
-  if top then for i = 1, #top[2], 2 do
-    if top[2][i] == 'fragmentId' and top[2][i + 1] == ARGV[4] then repeated = true end
-    if top[2][i] == 'id' and top[2][i + 1] == ARGV[1] then starts = false end
-  end end
+  top, repeated, starts = read_top(KEYS[3], ARGV[1], ARGV[4])
 end
 if repeated then return {'ok', top[1], '0'} end
 if not ours then
@@ -122,15 +120,26 @@ return {'ok', eid, cancel}
 
 // KEYS: conversation, messages, backlog, lease, cancel, replies, starts. ARGV: the final
 // fragment's five fields, max length, message record, backlog ttl, lease value, channel,
-// payload, conversation id, history length. The final fragment starts its message when
-// the reply ended before it wrote anything.
-const char *const complete_text = SIGNALRD_LUA_BOUND_BACKLOG SIGNALRD_LUA_TOP_IS(4) R"lua(
-if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
-if repeated then return 'ok' end
-local last = redis.call('LINDEX', KEYS[2], -1)
-if last and cjson.decode(last)['id'] == ARGV[1] then return 'ended' end
+// payload, conversation id, history length, first send ("1": never sent before), starts
+// a message ("1"/"0", for a first send: the reply ended before it stored anything).
+//
+// Design note: as in append_batch_text, a first send whose lease is this reply's checks
+// nothing more (the lease says the conversation exists and the reply has not ended).
+// When a thousand replies end together, the checks (the newest entry, the last message
+// decoded) were about a third of each call, and the calls held up the fragments of the
+// replies still streaming.
+const char *const complete_text = SIGNALRD_LUA_BOUND_BACKLOG SIGNALRD_LUA_READ_TOP R"lua(
 local lease = redis.call('GET', KEYS[4])
-if lease and lease ~= ARGV[9] then return 'lost' end
+local starts = ARGV[15] == '1'
+if ARGV[14] ~= '1' or lease ~= ARGV[9] then
+  if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
+  local top, repeated
+  top, repeated, starts = read_top(KEYS[3], ARGV[1], ARGV[4])
+  if repeated then return 'ok' end
+  local last = redis.call('LINDEX', KEYS[2], -1)
+  if last and cjson.decode(last)['id'] == ARGV[1] then return 'ended' end
+  if lease and lease ~= ARGV[9] then return 'lost' end
+end
 local eid = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'id', ARGV[1],
                        'sender', ARGV[2], 'text', ARGV[3], 'fragmentId', ARGV[4],
                        'isFinal', ARGV[5])
@@ -144,7 +153,7 @@ redis.call('PUBLISH', ARGV[10], eid .. ' ' .. ARGV[11])
 return 'ok'
 )lua";
 
-#undef SIGNALRD_LUA_TOP_IS
+#undef SIGNALRD_LUA_READ_TOP
 #undef SIGNALRD_LUA_BOUND_BACKLOG
 
 // KEYS: lease, replies, conversation, messages. ARGV: value, ms, instance prefix
@@ -379,6 +388,13 @@ ConversationStore::ConversationStore(RedisClient &redis, std::string prefix, std
 {
     own_fragments_prefix_ = "{\"type\":\"fragments\",\"origin\":";
     append_json_string(own_fragments_prefix_, origin_);
+
+    // in Redis before the first command of every connection (see RedisClient::preload)
+    for (const RedisScript *script : {&add_turn_script(), &append_script(),
+                                      &append_batch_script(), &complete_script(),
+                                      &claim_script(), &renew_script(), &cancel_script()}) {
+        redis_.preload(*script);
+    }
 }
 
 std::string ConversationStore::conversation_key(const std::string &id) const
@@ -752,7 +768,8 @@ asio::awaitable<Result<AppendResult>> ConversationStore::append_batch(
 
 asio::awaitable<Status> ConversationStore::complete_reply(const std::string &id,
                                                           const StoredMessage &message,
-                                                          const Fragment &final_fragment)
+                                                          const Fragment &final_fragment,
+                                                          AppendHints hints)
 {
     RedisArgs args = {"7", conversation_key(id), messages_key(id), backlog_key(id),
                       lease_key(id), cancel_key(id), replies_key(), starts_key(id)};
@@ -767,6 +784,8 @@ asio::awaitable<Status> ConversationStore::complete_reply(const std::string &id,
     args.push_back(fragments_payload({final_fragment}));
     args.push_back(reply_member(id, message.id));
     args.push_back(std::to_string(history_messages_));
+    args.emplace_back(hints.first_send ? "1" : "0");
+    args.emplace_back(hints.starts_message ? "1" : "0");
 
     Result<RedisValue> r = co_await redis_.eval(complete_script(), std::move(args));
     if (!r.is_ok()) {

@@ -137,8 +137,11 @@ public:
     // Ends a reply: stores its final fragment and the finished message, publishes the
     // final fragment, starts the backlog's expiry and releases the lease, in one step.
     // Safe to repeat. conflict: another instance holds the lease or ended the reply.
+    // hints as for append_batch (the final fragment being the batch); the default checks
+    // everything.
     asio::awaitable<Status> complete_reply(const std::string &id, const StoredMessage &message,
-                                           const Fragment &final_fragment);
+                                           const Fragment &final_fragment,
+                                           AppendHints hints = {});
 
     // Keeps the lease of reply_id alive (taking it back if it ran out while Redis was
     // away and the reply is not ended). The value says whether a cancel was asked for;

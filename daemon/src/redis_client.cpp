@@ -439,6 +439,9 @@ void RedisClient::on_connect(const redisAsyncContext *ac, int status)
         size_t lens[] = {6, db.size()};
         redisAsyncCommandArgv(mutable_ac, nullptr, nullptr, 2, argv, lens);
     }
+    for (const RedisScript *script : self->preloaded_) {
+        self->send_script_load(*script);
+    }
 
     self->ready_ = true;
     self->backoff_ = std::chrono::milliseconds(100);
@@ -447,6 +450,23 @@ void RedisClient::on_connect(const redisAsyncContext *ac, int status)
              self->subscriber_ ? " for pub/sub" : "");
     self->was_up_ = true;
     self->notify_state(true);
+}
+
+void RedisClient::preload(const RedisScript &script)
+{
+    preloaded_.push_back(&script);
+    if (ready_) {
+        send_script_load(script);
+    }
+}
+
+void RedisClient::send_script_load(const RedisScript &script)
+{
+    const char *argv[] = {"SCRIPT", "LOAD", script.body().c_str()};
+    size_t lens[] = {6, 4, script.body().size()};
+
+    // the answer is the SHA1 we know already; a failure shows at the first eval()
+    redisAsyncCommandArgv(context_, nullptr, nullptr, 3, argv, lens);
 }
 
 void RedisClient::notify_state(bool up)

@@ -113,6 +113,13 @@ public:
     // Called on the loop, never inside a hiredis callback. Set before start().
     void set_state_handler(RedisStateHandler handler) { state_handler_ = std::move(handler); }
 
+    // Loads script into Redis first thing on every connection (SCRIPT LOAD), so that
+    // eval() of it does not meet NOSCRIPT and send its text after commands queued
+    // since: commands then run in the order they were given, which callers rely on
+    // (ReplyRunner's final fragment). Only a SCRIPT FLUSH in between makes eval() fall
+    // back. script must outlive the client.
+    void preload(const RedisScript &script);
+
     // Turns this client into a subscriber. probe_channel is re-subscribed every 2 s as the
     // keep-alive; it should be a channel nobody publishes much on. Before start().
     void enable_subscriber(std::string probe_channel, RedisMessageHandler on_message,
@@ -162,6 +169,7 @@ private:
     asio::awaitable<Result<RedisValue>> send_resp(std::string_view verb, const RedisScript &script,
                                                   size_t key_count, size_t count,
                                                   const std::string &args);
+    void send_script_load(const RedisScript &script);
     bool submit_subscription(const char *verb, const std::vector<std::string> &channels);
     void notify_state(bool up);
     static void on_connect(const redisAsyncContext *ac, int status);
@@ -175,6 +183,7 @@ private:
     asio::steady_timer connect_timer_;
     std::chrono::milliseconds backoff_{100};
     bool ready_ = false;
+    std::vector<const RedisScript *> preloaded_;
     bool stopped_ = true;
     bool was_up_ = false;
     bool reported_down_ = false;

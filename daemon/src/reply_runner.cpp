@@ -49,7 +49,7 @@ struct ReplyRunner::Reply {
     size_t tokens = 0;                                  // tokens queued, over the reply
     std::deque<Fragment> queued;                        // the hold-back queue
     std::vector<Fragment> writing;                      // the batch being written
-    std::optional<Fragment> ending;                     // the final, being written
+    std::optional<Fragment> ending;                     // the final, shown, being stored
     bool writer_running = false;
     bool closing = false;                               // no more tokens: drain and stop
     Status write_failure;                               // why the writer gave up
@@ -120,6 +120,12 @@ bool ReplyRunner::cancel_reply(const std::string &conversation_id, const std::st
 bool ReplyRunner::running(const std::string &conversation_id) const
 {
     return replies_.count(conversation_id) != 0;
+}
+
+bool ReplyRunner::ending(const std::string &conversation_id) const
+{
+    auto it = replies_.find(conversation_id);
+    return it != replies_.end() && it->second->ending.has_value();
 }
 
 std::vector<Fragment> ReplyRunner::unstored(const std::string &conversation_id) const
@@ -380,6 +386,10 @@ asio::awaitable<void> ReplyRunner::finish(Reply &reply, std::string final_text)
                     reply.created_ms, reply.fragments};
     m.fragments.emplace_back(f.fragment_id, m.text.size());
 
+    // The final fragment is shown first too, and its write is queued on the Redis
+    // connection before this handler returns: whatever a client does once it saw the
+    // final (read the chat, post the next turn) reaches Redis behind the write, on the
+    // same connection, so it finds the reply ended (see the design note in the header).
     // A reply whose writes failed is left to whoever takes its lease over, which ends it
     // from what Redis holds: no final of its own is shown then.
     Status s = reply.write_failure;
@@ -414,7 +424,9 @@ asio::awaitable<Status> ReplyRunner::store_end(Reply &reply, const StoredMessage
                                                const Fragment &f)
 {
     for (int attempt = 0;; attempt++) {
-        Status s = co_await store_.complete_reply(reply.conversation_id, m, f);
+        // the final starts its message when nothing of the reply was stored before it
+        AppendHints hints{attempt == 0, reply.fragments.empty()};
+        Status s = co_await store_.complete_reply(reply.conversation_id, m, f, hints);
         if (s.code() != StatusCode::unavailable || !co_await retry_pause(reply, attempt)) {
             co_return s;
         }

@@ -12,7 +12,13 @@
 // gets nothing twice. The price: should this daemon die, or Redis stay away past the
 // retries, or the lease be taken over, a client may have been shown the last few
 // fragments (at most hold_back_limit) that the stored message lacks. A resuming client
-// still gets exactly what follows its last fragment id. With store_before_show a
+// still gets exactly what follows its last fragment id. The final fragment's write (the
+// finished message, the lease released) is queued on the Redis connection in the same
+// turn of the loop as the final is shown, and the store's scripts are loaded on every
+// connection first (RedisClient::preload), so that a client that reads the chat or
+// posts its next turn through this daemon once it saw the final finds the reply ended:
+// its commands reach Redis behind that write. Through another instance, the reply shows
+// once stored (usually within a millisecond). With store_before_show a
 // fragment is shown only once Redis holds it, as before, at the cost of that round trip.
 //
 // By default a reply's last token is held back until the provider says whether another
@@ -99,6 +105,10 @@ public:
     // connection that reads snapshots too: a snapshot read before has it here, one read
     // after has it stored.)
     std::vector<Fragment> unstored(const std::string &conversation_id) const;
+
+    // Whether the conversation's reply has shown its final fragment and waits for Redis
+    // to store it: over, as far as a new turn is concerned (its write goes behind).
+    bool ending(const std::string &conversation_id) const;
     size_t active() const { return replies_.size(); }
 
     // Fragments queued toward Redis, over every reply.

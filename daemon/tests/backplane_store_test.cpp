@@ -297,6 +297,42 @@ TEST_F(BackplaneStore, AFirstSendSkipsTheRepeatCheckButKeepsTheOtherGuarantees)
     EXPECT_EQ(load(id)->backlog.size(), 4u) << "the turn, a, b and the final fragment";
 }
 
+TEST_F(BackplaneStore, AFirstEndUnderItsLeaseStoresTheReplyAndAnotherLeaseRefusesIt)
+{
+    auto turn = testing::run_coro(io_, store_->create("alice", "quick end"));
+    ASSERT_TRUE(turn && turn->is_ok());
+    const std::string id = (*turn)->conversation_id;
+    const std::string reply = (*turn)->reply_id;
+    auto w = testing::run_coro(io_, store_->append_batch(id, {part(reply, "a ")}, {true, true}));
+    ASSERT_TRUE(w && w->is_ok());
+
+    // another instance took the lease over: the first end checks, and is refused
+    auto lease = store_->lease_key(id);
+    auto ours = testing::run_coro(io_, redis_->command({"GET", lease}));
+    ASSERT_TRUE(ours && ours->is_ok() && (*ours)->is_string());
+    auto taken = testing::run_coro(io_, redis_->command({"SET", lease, "instance-b x"}));
+    ASSERT_TRUE(taken && taken->is_ok());
+    StoredMessage m{reply, sender_assistant, "a ", "", unix_now_ms(), {}};
+    Fragment fin{reply, sender_assistant, "", new_uuid_v7(), true};
+    m.fragments = {{fin.fragment_id, 2}};
+    auto refused = testing::run_coro(io_, store_->complete_reply(id, m, fin, {true, false}));
+    ASSERT_TRUE(refused);
+    EXPECT_EQ(refused->code(), StatusCode::conflict);
+    EXPECT_TRUE(load(id)->messages.size() == 1) << "only the user's turn";
+
+    // under its own lease it stores the message, and a repeat is recognised
+    auto back = testing::run_coro(io_, redis_->command({"SET", lease, (*ours)->str}));
+    ASSERT_TRUE(back && back->is_ok());
+    ASSERT_TRUE(testing::run_coro(io_, store_->complete_reply(id, m, fin, {true, false}))
+                    ->is_ok());
+    ASSERT_TRUE(testing::run_coro(io_, store_->complete_reply(id, m, fin))->is_ok());
+    auto s = load(id);
+    ASSERT_EQ(s->messages.size(), 2u);
+    EXPECT_EQ(s->messages.back().text, "a ");
+    EXPECT_FALSE(s->reply_running) << "the end released the lease";
+    EXPECT_EQ(s->backlog.size(), 3u) << "the turn, a and the final fragment, once";
+}
+
 TEST_F(BackplaneStore, ALeaseIsNeverSetAgainForAnEndedReplyOrADeletedConversation)
 {
     auto turn = testing::run_coro(io_, store_->create("alice", "gone"));

@@ -225,6 +225,35 @@ TEST_F(SlowChat, AStreamStartedWhileFragmentsAreUnstoredGetsEachOnce)
     }
 }
 
+TEST_F(SlowChat, WhoSawTheFinalFragmentAndReadsTheChatFindsTheReply)
+{
+    // the fixture's Redis is new, as after a restart: it has only the scripts that the
+    // client loaded when it connected (without them, the final's write would meet
+    // NOSCRIPT and be sent again behind the read)
+    std::string id = create("alice", "read me back");
+    std::optional<ConversationSnapshot> read;
+
+    // a client's next request comes in a later turn of the loop than the final
+    uint64_t handle = bus_.subscribe(id, [&](const ConversationEvent &e) {
+        if (e.fragment.is_final && e.fragment.sender == sender_assistant) {
+            asio::post(io_, [&] {
+                asio::co_spawn(io_, [&]() -> asio::awaitable<void> {
+                    auto s = co_await store_->load(id);
+                    if (s.is_ok()) {
+                        read = *s;
+                    }
+                }, asio::detached);
+            });
+        }
+    });
+    ASSERT_TRUE(testing::run_until(io_, [&] { return read.has_value(); }));
+    bus_.unsubscribe(id, handle);
+
+    ASSERT_EQ(read->messages.size(), 2u) << "the user's turn and the reply";
+    EXPECT_EQ(read->messages.back().role, "assistant");
+    EXPECT_FALSE(read->reply_running);
+}
+
 TEST_F(SlowChat, WithStoreBeforeShowNothingIsShownThatRedisDoesNotHold)
 {
     auto alice = connection("c1", "alice");
