@@ -135,6 +135,38 @@ TEST_F(ChatApiTest, PutAddsATurnOnceTheReplyIsDoneAndChecksTheId)
     EXPECT_EQ(json_array_size(json_object_get(c.get(), "messages")), 4u);
 }
 
+TEST_F(ChatApiTest, TheNextTurnIsTakenAsSoonAsTheFinalFragmentIsShown)
+{
+    std::string id = post_chat("first");
+    std::string body = "{\"id\":\"" + id + "\",\"prompt\":{\"text\":\"second\"}}";
+    std::optional<HttpResponse> put;
+
+    // a client posts its next turn in the loop turn after it saw the final
+    uint64_t handle = bus_.subscribe(id, [&](const ConversationEvent &e) {
+        if (e.fragment.is_final && e.fragment.sender == sender_assistant && !put) {
+            put = HttpResponse::empty(0);
+            asio::post(io_, [&] {
+                HttpRequest r;
+                r.method = "PUT";
+                r.target = r.path = "/api/v1/chats/" + id;
+                r.headers.emplace_back("x-signalr-user", "alice");
+                r.body = body;
+                asio::co_spawn(io_, [&, r]() -> asio::awaitable<void> {
+                    put = co_await api_->handle(r);
+                }, asio::detached);
+            });
+        }
+    });
+    ASSERT_TRUE(testing::run_until(io_, [&] { return put && put->status != 0; }));
+    bus_.unsubscribe(id, handle);
+
+    EXPECT_EQ(put->status, 202) << put->body;
+    ASSERT_TRUE(testing::run_until(io_, [&] {
+        Json c = body_of(call("GET", "/api/v1/chats/" + id));
+        return json_array_size(json_object_get(c.get(), "messages")) == 4u;
+    })) << "both replies stored, in order";
+}
+
 TEST_F(ChatApiTest, AnotherUsersConversationIs404Everywhere)
 {
     std::string id = post_chat("secret");
