@@ -54,16 +54,27 @@ bool append_json_string(std::string &out, std::string_view s)
     return true;
 }
 
+namespace {
+
+// Appends what comes before a member's value (its name, the brace or comma before it),
+// then the value as a JSON string; ok turns false for a value that is not UTF-8.
+void append_string_member(std::string &out, bool &ok, std::string_view before,
+                          std::string_view value)
+{
+    out += before;
+    ok = ok && append_json_string(out, value);
+}
+
+}  // namespace
+
 bool append_fragment_json(std::string &out, const Fragment &f)
 {
-    out += "{\"id\":";
-    bool ok = append_json_string(out, f.message_id);
-    out += ",\"sender\":";
-    ok = ok && append_json_string(out, f.sender);
-    out += ",\"text\":";
-    ok = ok && append_json_string(out, f.text);
-    out += ",\"fragmentId\":";
-    ok = ok && append_json_string(out, f.fragment_id);
+    bool ok = true;
+
+    append_string_member(out, ok, "{\"id\":", f.message_id);
+    append_string_member(out, ok, ",\"sender\":", f.sender);
+    append_string_member(out, ok, ",\"text\":", f.text);
+    append_string_member(out, ok, ",\"fragmentId\":", f.fragment_id);
     out += f.is_final ? ",\"isFinal\":true}" : ",\"isFinal\":false}";
     return ok;
 }
@@ -116,20 +127,15 @@ std::string message_to_record(const StoredMessage &m)
     bool ok = true;
 
     out.reserve(160 + m.text.size() + m.fragments.size() * 48);
-    out += "{\"id\":";
-    ok = ok && append_json_string(out, m.id);
-    out += ",\"text\":";
-    ok = ok && append_json_string(out, m.text);
-    out += ",\"role\":";
-    ok = ok && append_json_string(out, m.role);
-    out += ",\"parentMessageId\":";
+    append_string_member(out, ok, "{\"id\":", m.id);
+    append_string_member(out, ok, ",\"text\":", m.text);
+    append_string_member(out, ok, ",\"role\":", m.role);
     if (m.parent_id.empty()) {
-        out += "null";
+        out += ",\"parentMessageId\":null";
     } else {
-        ok = ok && append_json_string(out, m.parent_id);
+        append_string_member(out, ok, ",\"parentMessageId\":", m.parent_id);
     }
-    out += ",\"createdAt\":";
-    ok = ok && append_json_string(out, format_timestamp(m.created_ms));
+    append_string_member(out, ok, ",\"createdAt\":", format_timestamp(m.created_ms));
     out += ",\"createdMs\":";
     out += std::to_string(m.created_ms);
 
