@@ -10,6 +10,7 @@
 // anchored at the first fragment, and each fragment's age at receipt
 // from the timestamp in its UUIDv7 fragment id.
 
+#include <cstdio>
 #include <cstring>
 #include <optional>
 
@@ -42,6 +43,7 @@ struct Conversation {
 class ChatScenario : public HubScenario {
 public:
     explicit ChatScenario(WorkerContext &ctx);
+    ~ChatScenario() override;
 
     void start() override;
     void stop() override;
@@ -69,13 +71,28 @@ private:
     size_t                     running_ = 0;
     size_t                     ended_ = 0;      // conversations done or failed
     std::optional<std::string> first_text_;
+    size_t                     first_;          // global index of convs_[0]
+    FILE                      *fragment_log_ = nullptr;   // --fragment-log
 };
 
 
 ChatScenario::ChatScenario(WorkerContext &ctx)
     : HubScenario(ctx), convs_(ctx.count),
-      nominal_ns_(int64_t(double(kNsPerSec) / ctx.opts.token_rate))
+      nominal_ns_(int64_t(double(kNsPerSec) / ctx.opts.token_rate)),
+      first_(ctx.first)
 {
+    // Where a tail comes from shows in time, not in the histograms: a
+    // line a fragment, written through stdio's buffer, read afterwards.
+    if (!ctx.opts.fragment_log.empty()) {
+        std::string  name = ctx.opts.fragment_log + "."
+                            + std::to_string(ctx.first);
+
+        fragment_log_ = fopen(name.c_str(), "w");
+        if (fragment_log_ == nullptr) {
+            results_.error("--fragment-log: cannot write " + name);
+        }
+    }
+
     for (size_t i = 0; i < ctx.count; i++) {
         size_t              global = ctx.first + i;
         const sockaddr_in  *source = nullptr;
@@ -260,9 +277,16 @@ ChatScenario::on_fragment(size_t i, const json_t *item, int64_t now_ns)
 
     sent_ns = uuid7_unix_ns(fragment_id);
     if (sent_ns >= 0) {
-        int64_t age_us = (wall_ns() - sent_ns) / kNsPerUs;
+        int64_t read_ns = wall_ns();
+        int64_t age_us = (read_ns - sent_ns) / kNsPerUs;
 
         results_.record("fragment_age", age_us);
+
+        if (fragment_log_ != nullptr) {
+            fprintf(fragment_log_, "%lld %lld %zu %d\n",
+                    (long long) read_ns,
+                    (long long) age_us, first_ + i, is_final ? 1 : 0);
+        }
 
         // Apart: while every conversation of this process streams, once
         // the set-up of all (POSTs, Stream invocations, replays) and
@@ -388,6 +412,14 @@ ChatScenario::maybe_finish()
 }
 
 
+ChatScenario::~ChatScenario()
+{
+    if (fragment_log_ != nullptr) {
+        fclose(fragment_log_);
+    }
+}
+
+
 void
 ChatScenario::stop()
 {
@@ -397,6 +429,12 @@ ChatScenario::stop()
         {
             results_.count("conversations_unfinished");
         }
+    }
+
+    // the process may end without running destructors
+    if (fragment_log_ != nullptr) {
+        fclose(fragment_log_);
+        fragment_log_ = nullptr;
     }
 
     end_measurement(monotonic_ns() - start_ns_);

@@ -19,7 +19,7 @@ enum OptionId {
     kSignalrctl, kDevKey, kSkipNegotiate, kJson, kOutput, kPids,
     kNginxMaster, kDaemonPid, kRedisPid, kLabel, kRestUrl, kPlainWebsocket, kPublish,
     kPublishFormat, kPublishKey, kJoin, kRate, kPayloadBytes, kPublishers,
-    kWindow, kTokenArgs,
+    kWindow, kTokenArgs, kFragmentLog,
     kHelp
 };
 
@@ -42,6 +42,7 @@ const struct option  kLongOptions[] = {
     {"setup-concurrency", required_argument, nullptr, kSetupConcurrency},
     {"target", required_argument, nullptr, kTarget},
     {"prompt", required_argument, nullptr, kPrompt},
+    {"fragment-log", required_argument, nullptr, kFragmentLog},
     {"user-prefix", required_argument, nullptr, kUserPrefix},
     {"user-offset", required_argument, nullptr, kUserOffset},
     {"signalrctl", required_argument, nullptr, kSignalrctl},
@@ -276,6 +277,7 @@ apply_option(int id, const char *arg, Options *o)
     case kSource:        o->sources = split_list(arg); break;
     case kTarget:        o->target = arg; break;
     case kPrompt:        o->prompt = arg; break;
+    case kFragmentLog:   o->fragment_log = arg; break;
     case kUserPrefix:    o->user_prefix = arg; break;
     case kSignalrctl:    o->signalrctl = arg; break;
     case kDevKey:        o->dev_key = arg; break;
@@ -460,6 +462,10 @@ usage_text()
 "(64)\n"
 "  --target NAME          invoke: hub method invoked (BenchRoundTrip)\n"
 "  --prompt TEXT          chat: the prompt of every conversation\n"
+"  --fragment-log PREFIX  chat: one line an assistant fragment, to\n"
+"                         PREFIX.<first conversation of the process>:\n"
+"                         read time (Unix ns), age (us), conversation,\n"
+"                         1 for the final fragment\n"
 "  --user-prefix P        users are P<N> (bench)\n"
 "  --user-offset N        first N (0)\n"
 "  --token-args A=B&...   more query arguments of GET /dev/token\n"

@@ -194,6 +194,47 @@ TEST_F(GeneratorTest, ChatReadsEveryReplyToItsFinalFragmentInJson)
 }
 
 
+TEST_F(GeneratorTest, ChatLogsEveryFragmentWhenAsked)
+{
+    MockHub      hub({200, 8});
+    std::string  prefix = dir_ + "/fragments";
+
+    ASSERT_TRUE(hub.start().ok());
+    ASSERT_EQ(run({"chat", "--conversations", "10", "--procs", "2",
+                   "--token-rate", "200", "--fragment-log", prefix},
+                  hub.port()), 0);
+    hub.stop();
+    expect_whole_replies(report_, 10, 8);
+
+    // one file a process, named by its first conversation
+    size_t  lines = 0, finals = 0;
+
+    for (const char *first : {"0", "5"}) {
+        std::string  name = prefix + "." + first;
+        FILE        *f = fopen(name.c_str(), "r");
+        long long    read_ns, age_us;
+        size_t       conv;
+        int          is_final;
+
+        ASSERT_NE(f, nullptr) << name;
+        while (fscanf(f, "%lld %lld %zu %d", &read_ns, &age_us, &conv,
+                      &is_final) == 4)
+        {
+            lines++;
+            finals += is_final;
+            EXPECT_GE(age_us, 0);
+            EXPECT_GT(read_ns, 1700000000LL * 1000000000LL) << "Unix time";
+            EXPECT_LT(conv, 10u);
+        }
+        fclose(f);
+        unlink(name.c_str());
+    }
+
+    EXPECT_EQ(lines, 10u * 8) << "every assistant fragment";
+    EXPECT_EQ(finals, 10u) << "one final a conversation";
+}
+
+
 TEST_F(GeneratorTest, ChatReadsEveryReplyInMessagePack)
 {
     MockHub  hub({500, 5});
