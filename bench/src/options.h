@@ -34,7 +34,7 @@ struct Options {
     unsigned                  setup_concurrency = 64;
     std::string               target = "BenchRoundTrip";
     std::string               prompt = "Tell me about load generators";
-    std::string               fragment_log;      // chat: per-fragment lines, "" none
+    std::string               fragment_log;      // chat: a line a fragment
     std::string               user_prefix = "bench";
     size_t                    user_offset = 0;
     std::string               signalrctl;        // token source
