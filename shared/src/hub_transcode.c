@@ -474,9 +474,11 @@ sr_tc_value(sr_tc_t *t)
         if (rc == SR_OK && item.kind == SR_TC_MAP) {
             rc = sr_tc_next(t, &key);
 
+            /* an empty key may have no bytes at all (s NULL) */
             for (j = 0; rc == SR_OK && j < i; j++) {
                 if (keys[j].len == key.len
-                    && memcmp(keys[j].s, key.s, key.len) == 0)
+                    && (key.len == 0
+                        || memcmp(keys[j].s, key.s, key.len) == 0))
                 {
                     rc = SR_TC_DECLINE;
                 }

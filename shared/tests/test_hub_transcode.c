@@ -378,6 +378,18 @@ test_maps_it_cannot_check_cheaply_are_left_to_the_full_codec(void **state)
     assert_null(full_codec_json(&b));
     sr_buf_free(&b);
 
+    /* the empty name twice: its bytes may be no pointer at all */
+    start_stream_item(&b, &pk);
+    msgpack_pack_map(&pk, 2);
+    pack_str(&pk, "");
+    msgpack_pack_int(&pk, 1);
+    pack_str(&pk, "");
+    msgpack_pack_int(&pk, 2);
+
+    expect_declined(&b);
+    assert_null(full_codec_json(&b));
+    sr_buf_free(&b);
+
     /* more entries than the duplicate check covers */
     start_stream_item(&b, &pk);
     msgpack_pack_map(&pk, 40);
