@@ -366,29 +366,24 @@ test_maps_it_cannot_check_cheaply_are_left_to_the_full_codec(void **state)
     msgpack_packer   pk;
     const sr_buf_t  *json;
 
-    /* a name twice, which the full codec refuses */
-    start_stream_item(&b, &pk);
-    msgpack_pack_map(&pk, 2);
-    pack_str(&pk, "k");
-    msgpack_pack_int(&pk, 1);
-    pack_str(&pk, "k");
-    msgpack_pack_int(&pk, 2);
+    /*
+     * a name twice, which the full codec refuses; the empty one too,
+     * whose bytes may be no pointer at all
+     */
+    for (i = 0; i < 2; i++) {
+        const char  *name = i == 0 ? "k" : "";
 
-    expect_declined(&b);
-    assert_null(full_codec_json(&b));
-    sr_buf_free(&b);
+        start_stream_item(&b, &pk);
+        msgpack_pack_map(&pk, 2);
+        pack_str(&pk, name);
+        msgpack_pack_int(&pk, 1);
+        pack_str(&pk, name);
+        msgpack_pack_int(&pk, 2);
 
-    /* the empty name twice: its bytes may be no pointer at all */
-    start_stream_item(&b, &pk);
-    msgpack_pack_map(&pk, 2);
-    pack_str(&pk, "");
-    msgpack_pack_int(&pk, 1);
-    pack_str(&pk, "");
-    msgpack_pack_int(&pk, 2);
-
-    expect_declined(&b);
-    assert_null(full_codec_json(&b));
-    sr_buf_free(&b);
+        expect_declined(&b);
+        assert_null(full_codec_json(&b));
+        sr_buf_free(&b);
+    }
 
     /* more entries than the duplicate check covers */
     start_stream_item(&b, &pk);
