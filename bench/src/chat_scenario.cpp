@@ -71,15 +71,13 @@ private:
     size_t                     running_ = 0;
     size_t                     ended_ = 0;      // conversations done or failed
     std::optional<std::string> first_text_;
-    size_t                     first_;          // global index of convs_[0]
     FILE                      *fragment_log_ = nullptr;   // --fragment-log
 };
 
 
 ChatScenario::ChatScenario(WorkerContext &ctx)
     : HubScenario(ctx), convs_(ctx.count),
-      nominal_ns_(int64_t(double(kNsPerSec) / ctx.opts.token_rate)),
-      first_(ctx.first)
+      nominal_ns_(int64_t(double(kNsPerSec) / ctx.opts.token_rate))
 {
     // Where a tail comes from shows in time, not in the histograms: a
     // line a fragment, written through stdio's buffer, read afterwards.
@@ -285,7 +283,7 @@ ChatScenario::on_fragment(size_t i, const json_t *item, int64_t now_ns)
         if (fragment_log_ != nullptr) {
             fprintf(fragment_log_, "%lld %lld %zu %d\n",
                     (long long) read_ns,
-                    (long long) age_us, first_ + i, is_final ? 1 : 0);
+                    (long long) age_us, ctx_.first + i, is_final ? 1 : 0);
         }
 
         // Apart: while every conversation of this process streams, once
