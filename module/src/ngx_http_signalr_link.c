@@ -52,6 +52,9 @@ typedef struct {
     ngx_msec_t                      last_recv;
     ngx_msec_t                      backoff;
     ngx_uint_t                      failures;  /* since the last HELLO */
+
+    /* input past the frame being handled, for ..._link_pending() */
+    unsigned                        more_input:1;
 } ngx_http_signalr_link_t;
 
 
@@ -178,6 +181,36 @@ ngx_uint_t
 ngx_http_signalr_link_is_up(void)
 {
     return ngx_http_signalr_link.state == NGX_HTTP_SIGNALR_LINK_UP;
+}
+
+
+/*
+ * Whether the daemon has sent more than the frame being handled: in the
+ * input read so far, or still in the socket (FIONREAD, which costs one
+ * system call). A link that cannot tell counts as busy.
+ */
+
+ngx_uint_t
+ngx_http_signalr_link_pending(void)
+{
+    int                       n;
+    ngx_http_signalr_link_t  *link;
+
+    link = &ngx_http_signalr_link;
+
+    if (link->more_input) {
+        return 1;
+    }
+
+    if (link->connection == NULL) {
+        return 0;
+    }
+
+    if (ioctl(link->connection->fd, FIONREAD, &n) == -1) {
+        return 1;
+    }
+
+    return n > 0;
 }
 
 
@@ -873,6 +906,7 @@ ngx_http_signalr_link_parse(void)
 {
     int                       rc;
     size_t                    pos, consumed;
+    ngx_int_t                 handled;
     sr_error_t                err;
     sr_ipc_frame_t            frame;
     ngx_connection_t         *c;
@@ -894,9 +928,13 @@ ngx_http_signalr_link_parse(void)
             return ngx_http_signalr_link_protocol_error("frame", &err);
         }
 
-        if (ngx_http_signalr_link_frame(&frame) != NGX_OK
-            || link->connection != c)
-        {
+        link->more_input = (pos + consumed < link->in.len);
+
+        handled = ngx_http_signalr_link_frame(&frame);
+
+        link->more_input = 0;
+
+        if (handled != NGX_OK || link->connection != c) {
             return NGX_ERROR;
         }
 

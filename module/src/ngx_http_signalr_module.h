@@ -338,6 +338,8 @@ ngx_int_t ngx_http_signalr_ws_send(ngx_http_signalr_session_t *s,
     int opcode, const u_char *data, size_t len, ngx_uint_t force);
 void ngx_http_signalr_ws_close(ngx_http_signalr_session_t *s, int code,
     const char *reason);
+ngx_uint_t ngx_http_signalr_ws_writes_waiting(void);
+void ngx_http_signalr_ws_write_through(ngx_uint_t on);
 ngx_int_t ngx_http_signalr_ws_adopt(ngx_http_request_t *r,
     ngx_http_signalr_session_t *s, const char *accept);
 
@@ -471,6 +473,7 @@ void ngx_http_signalr_ids_exit(void);
 ngx_int_t ngx_http_signalr_link_init_process(ngx_cycle_t *cycle);
 void ngx_http_signalr_link_exit_process(ngx_cycle_t *cycle);
 ngx_uint_t ngx_http_signalr_link_is_up(void);
+ngx_uint_t ngx_http_signalr_link_pending(void);
 ngx_int_t ngx_http_signalr_link_open(ngx_http_signalr_session_t *s);
 ngx_int_t ngx_http_signalr_link_closed(ngx_http_signalr_session_t *s);
 ngx_int_t ngx_http_signalr_link_invoke(ngx_http_signalr_session_t *s,

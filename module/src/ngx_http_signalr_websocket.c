@@ -58,6 +58,8 @@ static ngx_int_t ngx_http_signalr_ws_feed(ngx_http_signalr_session_t *s,
 static ngx_int_t ngx_http_signalr_ws_event(ngx_http_signalr_session_t *s,
     sr_ws_event_t *ev);
 static ngx_int_t ngx_http_signalr_ws_flush(ngx_http_signalr_session_t *s);
+static ngx_int_t ngx_http_signalr_ws_send_now(ngx_http_signalr_session_t *s,
+    const u_char *head, size_t hlen, const u_char *data, size_t len);
 static void ngx_http_signalr_ws_post_write(ngx_http_signalr_session_t *s);
 static ngx_int_t ngx_http_signalr_ws_ring_grow(void);
 static void ngx_http_signalr_ws_write_slice(ngx_event_t *ev);
@@ -89,6 +91,14 @@ static ngx_uint_t                    ngx_http_signalr_ws_ring_size;
 static ngx_uint_t                    ngx_http_signalr_ws_ring_head;
 static ngx_uint_t                    ngx_http_signalr_ws_ring_tail;
 static ngx_event_t                   ngx_http_signalr_ws_writer;
+
+/*
+ * Set while a message from the daemon is handed out to an idle worker's
+ * connections (ngx_http_signalr_ws_write_through()): a frame that finds
+ * its connection with nothing queued is written at once, from here.
+ */
+static ngx_uint_t                    ngx_http_signalr_ws_through;
+static u_char                        ngx_http_signalr_ws_frame[8192];
 
 
 ngx_int_t
@@ -954,15 +964,19 @@ ngx_http_signalr_ws_event(ngx_http_signalr_session_t *s, sr_ws_event_t *ev)
  * Writing the first of an iteration at once and queueing the rest was
  * measured (1,000 subscribers, bench/run broadcast, runs alternated): it
  * cost more CPU per delivery and delivered less, the readers getting
- * more and smaller writes.
+ * more and smaller writes. The exception is a worker with nothing else
+ * to write and nothing more from the daemon, which writes through
+ * (ngx_http_signalr_session_idle() says when): there is nothing to
+ * coalesce, and the frame leaves without a buffer of its own.
  */
 
 ngx_int_t
 ngx_http_signalr_ws_send(ngx_http_signalr_session_t *s, int opcode,
     const u_char *data, size_t len, ngx_uint_t force)
 {
-    size_t   hlen;
-    u_char   head[SR_WS_MAX_HEADER];
+    size_t     hlen;
+    ngx_int_t  rc;
+    u_char     head[SR_WS_MAX_HEADER];
 
     if (s->close_sent || s->failed) {
         return NGX_DECLINED;
@@ -976,13 +990,25 @@ ngx_http_signalr_ws_send(ngx_http_signalr_session_t *s, int opcode,
         return NGX_DECLINED;
     }
 
+    hlen = sr_ws_write_header(head, 1, opcode, len, NULL);
+
+    if (ngx_http_signalr_ws_through
+        && s->out.len == 0
+        && !s->write_queued
+        && s->request == NULL)
+    {
+        rc = ngx_http_signalr_ws_send_now(s, head, hlen, data, len);
+
+        if (rc != NGX_AGAIN) {
+            return rc;
+        }
+    }
+
     /* sent bytes are dropped once they are half of the buffer */
     if (s->out_pos && s->out_pos >= s->out.len / 2) {
         sr_buf_consume(&s->out, s->out_pos);
         s->out_pos = 0;
     }
-
-    hlen = sr_ws_write_header(head, 1, opcode, len, NULL);
 
     if (sr_buf_reserve(&s->out, hlen + len) != SR_OK
         || sr_buf_append(&s->out, head, hlen) != SR_OK
@@ -997,6 +1023,65 @@ ngx_http_signalr_ws_send(ngx_http_signalr_session_t *s, int opcode,
     }
 
     s->last_sent = ngx_current_msec;
+
+    ngx_http_signalr_ws_post_write(s);
+
+    return NGX_OK;
+}
+
+
+/*
+ * One frame written at once, for ngx_http_signalr_ws_send() while the
+ * worker writes through: what the socket does not take is queued as any
+ * frame is. NGX_AGAIN when the frame is left to the queue whole (a
+ * socket not writable, a frame bigger than the scratch buffer).
+ */
+
+static ngx_int_t
+ngx_http_signalr_ws_send_now(ngx_http_signalr_session_t *s,
+    const u_char *head, size_t hlen, const u_char *data, size_t len)
+{
+    size_t             total, sent;
+    ssize_t            n;
+    ngx_connection_t  *c;
+
+    c = s->connection;
+    total = hlen + len;
+
+    if (!c->write->ready || total > sizeof(ngx_http_signalr_ws_frame)) {
+        return NGX_AGAIN;
+    }
+
+    ngx_memcpy(ngx_http_signalr_ws_frame, head, hlen);
+    ngx_memcpy(ngx_http_signalr_ws_frame + hlen, data, len);
+
+    n = c->send(c, ngx_http_signalr_ws_frame, total);
+
+    if (n == NGX_ERROR) {
+        /* the write handler ends the session, out of this fan-out */
+        c->error = 1;
+        ngx_http_signalr_ws_drop(s);
+        return NGX_DECLINED;
+    }
+
+    s->last_sent = ngx_current_msec;
+
+    if (n == (ssize_t) total) {
+        return NGX_OK;
+    }
+
+    sent = (n == NGX_AGAIN) ? 0 : (size_t) n;
+
+    if (sr_buf_append(&s->out, ngx_http_signalr_ws_frame + sent,
+                      total - sent)
+        != SR_OK)
+    {
+        ngx_log_error(NGX_LOG_ALERT, c->log, 0,
+                      "signalr connection \"%s\": no memory for "
+                      "the send queue", s->id);
+        ngx_http_signalr_ws_drop(s);
+        return NGX_DECLINED;
+    }
 
     ngx_http_signalr_ws_post_write(s);
 
@@ -1142,6 +1227,22 @@ ngx_http_signalr_ws_drop(ngx_http_signalr_session_t *s)
 {
     s->failed = 1;
     ngx_http_signalr_ws_post_write(s);
+}
+
+
+/* whether connections wait in the ring to be written */
+
+ngx_uint_t
+ngx_http_signalr_ws_writes_waiting(void)
+{
+    return ngx_http_signalr_ws_ring_head != ngx_http_signalr_ws_ring_tail;
+}
+
+
+void
+ngx_http_signalr_ws_write_through(ngx_uint_t on)
+{
+    ngx_http_signalr_ws_through = on;
 }
 
 

@@ -2,7 +2,8 @@
 // writes them all: every member gets every message exactly once, each
 // sender's messages in the order they were sent, JSON and MessagePack
 // members alike; a member that stops reading is closed at
-// signalr_send_queue_size while the others get everything.
+// signalr_send_queue_size while the others get everything, whether its
+// messages were queued or written at once.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
@@ -82,42 +83,61 @@ test('a burst to 240 members: all of it, once, each sender in order', async () =
     await Promise.all(all.map((m) => m.connection.stop()));
 });
 
+// A member that stops reading, the others reading on: what the kernel's
+// buffers and the 1 MiB send queue hold is more than `count` messages of
+// `size` bytes, from 4 senders at once. Messages of 24 KiB are queued by
+// the worker before they are written; messages of 6 KiB are written at
+// once while the worker is idle, and the first that the member's socket
+// takes in part leaves the rest of its bytes in the queue.
+async function slowMember(label, size, perSender) {
+    const senders = 4;
+    const total = senders * perSender;
+    // few, so that the one client process reading them all keeps up
+    const readers = await members(8, `fanout-readers-${label}`);
+    const raw = await rawHub(stack, NOTIFICATIONS, await devToken(`fanout-slow-${label}`,
+        { role: 'admin' }));
+    const before = (stack.logTail(100000).match(/send queue is full/g) || []).length;
+    raw.socket.pause();
+
+    await publish(senders, perSender, 'x'.repeat(size));
+    await waitFor(() => (stack.logTail(100000).match(/send queue is full/g) || []).length
+        > before, 'the error log to name the full send queue', 20000);
+
+    raw.socket.resume();
+    const { close, messages } = await readToClose(raw);
+    assert.equal(close.code, 1008, 'the slow member is closed with 1008');
+    const closeMessage = messages.find((m) => m.type === 7);
+    assert.equal(closeMessage?.error, 'send queue full', 'its Close message says why');
+    const alerts = messages.filter((m) => m.type === 1 && m.target === TARGET);
+    assert.ok(alerts.length > 0 && alerts.length < total,
+        `it got the messages queued before the bound (${alerts.length} of ${total})`);
+    const seen = new Array(senders).fill(0);
+    for (const { arguments: [{ s, n, payload }] } of alerts) {
+        assert.equal(n, seen[s], `the slow member gets sender ${s}'s messages in order`);
+        assert.equal(payload.length, size, `message ${s}/${n} is whole`);
+        seen[s]++;
+    }
+    assert.equal(await raw.waitClosed(8000), true, 'its TCP connection ends');
+
+    await waitFor(() => readers.every((m) => m.got[TARGET].length >= total),
+        `the reading members to get all ${total} messages`, 30000);
+    readers.forEach((m, i) => assertComplete(m.got[TARGET], `reader ${i}`, senders,
+        perSender));
+    assert.ok(readers.every((m) => m.connection.state === 'Connected'),
+        'the reading members stay connected');
+    await Promise.all(readers.map((m) => m.connection.stop()));
+}
+
 test('a member that stops reading is closed at the send queue bound; the others get all',
     async () => {
-        // few, so that the one client process reading them all keeps up
-        const readers = await members(8, 'fanout-readers');
-        const raw = await rawHub(stack, NOTIFICATIONS, await devToken('fanout-slow',
-            { role: 'admin' }));
-        raw.socket.pause();
+        // 240 messages of 24 KiB: 5.6 MiB
+        await slowMember('queued', 24 * 1024, 60);
+    });
 
-        // 240 messages of 24 KiB: 5.6 MiB, more than the kernel's socket
-        // buffers and the 1 MiB send queue hold for the member not reading
-        const payload = 'x'.repeat(24 * 1024);
-        await publish(4, 60, payload);
-        await waitFor(() => /send queue is full/.test(stack.logTail(400)),
-            'the error log to name the full send queue', 20000);
-
-        raw.socket.resume();
-        const { close, messages } = await readToClose(raw);
-        assert.equal(close.code, 1008, 'the slow member is closed with 1008');
-        const closeMessage = messages.find((m) => m.type === 7);
-        assert.equal(closeMessage?.error, 'send queue full', 'its Close message says why');
-        const alerts = messages.filter((m) => m.type === 1 && m.target === TARGET);
-        assert.ok(alerts.length > 0 && alerts.length < 240,
-            `it got the messages queued before the bound (${alerts.length})`);
-        const seen = new Array(4).fill(0);
-        for (const { arguments: [{ s, n }] } of alerts) {
-            assert.equal(n, seen[s], `the slow member gets sender ${s}'s messages in order`);
-            seen[s]++;
-        }
-        assert.equal(await raw.waitClosed(8000), true, 'its TCP connection ends');
-
-        await waitFor(() => readers.every((m) => m.got[TARGET].length >= 240),
-            'the reading members to get all 240 messages', 30000);
-        readers.forEach((m, i) => assertComplete(m.got[TARGET], `reader ${i}`, 4, 60));
-        assert.ok(readers.every((m) => m.connection.state === 'Connected'),
-            'the reading members stay connected');
-        await Promise.all(readers.map((m) => m.connection.stop()));
+test('the same with messages written at once: the one cut short is kept whole, in order',
+    async () => {
+        // 1,200 messages of 6 KiB: 7 MiB
+        await slowMember('direct', 6 * 1024, 300);
     });
 
 test('the stack stops cleanly, without sanitizer reports or alerts', async () => {
