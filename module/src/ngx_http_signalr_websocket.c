@@ -58,7 +58,7 @@ static ngx_int_t ngx_http_signalr_ws_feed(ngx_http_signalr_session_t *s,
 static ngx_int_t ngx_http_signalr_ws_event(ngx_http_signalr_session_t *s,
     sr_ws_event_t *ev);
 static ngx_int_t ngx_http_signalr_ws_flush(ngx_http_signalr_session_t *s);
-static ngx_int_t ngx_http_signalr_ws_send_now(ngx_http_signalr_session_t *s,
+static ssize_t ngx_http_signalr_ws_send_now(ngx_http_signalr_session_t *s,
     const u_char *head, size_t hlen, const u_char *data, size_t len);
 static void ngx_http_signalr_ws_post_write(ngx_http_signalr_session_t *s);
 static ngx_int_t ngx_http_signalr_ws_ring_grow(void);
@@ -974,9 +974,9 @@ ngx_int_t
 ngx_http_signalr_ws_send(ngx_http_signalr_session_t *s, int opcode,
     const u_char *data, size_t len, ngx_uint_t force)
 {
-    size_t     hlen;
-    ngx_int_t  rc;
-    u_char     head[SR_WS_MAX_HEADER];
+    size_t   hlen, sent, head_sent, data_sent;
+    ssize_t  n;
+    u_char   head[SR_WS_MAX_HEADER];
 
     if (s->close_sent || s->failed) {
         return NGX_DECLINED;
@@ -991,17 +991,25 @@ ngx_http_signalr_ws_send(ngx_http_signalr_session_t *s, int opcode,
     }
 
     hlen = sr_ws_write_header(head, 1, opcode, len, NULL);
+    sent = 0;
 
     if (ngx_http_signalr_ws_through
         && s->out.len == 0
         && !s->write_queued
         && s->request == NULL)
     {
-        rc = ngx_http_signalr_ws_send_now(s, head, hlen, data, len);
+        n = ngx_http_signalr_ws_send_now(s, head, hlen, data, len);
 
-        if (rc != NGX_AGAIN) {
-            return rc;
+        if (n == NGX_ERROR) {
+            return NGX_DECLINED;
         }
+
+        if ((size_t) n == hlen + len) {
+            s->last_sent = ngx_current_msec;
+            return NGX_OK;
+        }
+
+        sent = n;
     }
 
     /* sent bytes are dropped once they are half of the buffer */
@@ -1010,9 +1018,17 @@ ngx_http_signalr_ws_send(ngx_http_signalr_session_t *s, int opcode,
         s->out_pos = 0;
     }
 
-    if (sr_buf_reserve(&s->out, hlen + len) != SR_OK
-        || sr_buf_append(&s->out, head, hlen) != SR_OK
-        || (len && sr_buf_append(&s->out, data, len) != SR_OK))
+    /* what the socket took at once is not queued again */
+    head_sent = ngx_min(sent, hlen);
+    data_sent = sent - head_sent;
+
+    if (sr_buf_reserve(&s->out, hlen + len - sent) != SR_OK
+        || (hlen > head_sent
+            && sr_buf_append(&s->out, head + head_sent, hlen - head_sent)
+               != SR_OK)
+        || (len > data_sent
+            && sr_buf_append(&s->out, data + data_sent, len - data_sent)
+               != SR_OK))
     {
         ngx_log_error(NGX_LOG_ALERT, s->connection->log, 0,
                       "signalr connection \"%s\": no memory for "
@@ -1031,17 +1047,17 @@ ngx_http_signalr_ws_send(ngx_http_signalr_session_t *s, int opcode,
 
 
 /*
- * One frame written at once, for ngx_http_signalr_ws_send() while the
- * worker writes through: what the socket does not take is queued as any
- * frame is. NGX_AGAIN when the frame is left to the queue whole (a
- * socket not writable, a frame bigger than the scratch buffer).
+ * Writes one frame at once, for ngx_http_signalr_ws_send() while the
+ * worker writes through: the bytes the socket took, which are 0 when it
+ * was not tried (a socket not writable, a frame bigger than the scratch
+ * buffer), or NGX_ERROR, the session then being dropped.
  */
 
-static ngx_int_t
+static ssize_t
 ngx_http_signalr_ws_send_now(ngx_http_signalr_session_t *s,
     const u_char *head, size_t hlen, const u_char *data, size_t len)
 {
-    size_t             total, sent;
+    size_t             total;
     ssize_t            n;
     ngx_connection_t  *c;
 
@@ -1049,7 +1065,7 @@ ngx_http_signalr_ws_send_now(ngx_http_signalr_session_t *s,
     total = hlen + len;
 
     if (!c->write->ready || total > sizeof(ngx_http_signalr_ws_frame)) {
-        return NGX_AGAIN;
+        return 0;
     }
 
     ngx_memcpy(ngx_http_signalr_ws_frame, head, hlen);
@@ -1061,31 +1077,10 @@ ngx_http_signalr_ws_send_now(ngx_http_signalr_session_t *s,
         /* the write handler ends the session, out of this fan-out */
         c->error = 1;
         ngx_http_signalr_ws_drop(s);
-        return NGX_DECLINED;
+        return NGX_ERROR;
     }
 
-    s->last_sent = ngx_current_msec;
-
-    if (n == (ssize_t) total) {
-        return NGX_OK;
-    }
-
-    sent = (n == NGX_AGAIN) ? 0 : (size_t) n;
-
-    if (sr_buf_append(&s->out, ngx_http_signalr_ws_frame + sent,
-                      total - sent)
-        != SR_OK)
-    {
-        ngx_log_error(NGX_LOG_ALERT, c->log, 0,
-                      "signalr connection \"%s\": no memory for "
-                      "the send queue", s->id);
-        ngx_http_signalr_ws_drop(s);
-        return NGX_DECLINED;
-    }
-
-    ngx_http_signalr_ws_post_write(s);
-
-    return NGX_OK;
+    return (n == NGX_AGAIN) ? 0 : n;
 }
 
 
