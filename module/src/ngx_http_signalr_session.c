@@ -1233,7 +1233,10 @@ ngx_http_signalr_session_deliver(ngx_str_t *id, const u_char *payload,
     o.len = len;
     o.type = ngx_http_signalr_msgpack_type(payload, len);
 
-    ngx_http_signalr_ws_write_through(ngx_http_signalr_session_idle());
+    /* only a WebSocket writes through: the others spare the look */
+    ngx_http_signalr_ws_write_through(
+        s->transport == &ngx_http_signalr_ws_transport
+        && ngx_http_signalr_session_idle());
 
     ngx_http_signalr_outgoing_send(s, &o);
 
